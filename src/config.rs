@@ -1,0 +1,158 @@
+//! Command line and environment (SPEC §5), and the checks made before anything starts.
+//! Parsing has no side effects: directories are created later, by the store and the
+//! persona library.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "session-manager", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Probe a running instance's /healthz on --listen; exit 0 when it answers 200.
+    Healthcheck,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "SESSION_MANAGER_LISTEN",
+        default_value = "127.0.0.1:8765",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Directory of the sessions [default: ~/telegram/sessions]
+    #[arg(long, env = "SESSION_MANAGER_SESSIONS_DIR", global = true)]
+    pub sessions_dir: Option<PathBuf>,
+
+    /// Directory of the persona library, seeded with the shipped personas when missing
+    /// or empty [default: ~/telegram/personas]
+    #[arg(long, env = "SESSION_MANAGER_PERSONAS_DIR", global = true)]
+    pub personas_dir: Option<PathBuf>,
+
+    /// File whose first line is the bearer token (the token itself may instead be given
+    /// in SESSION_MANAGER_TOKEN, never on the command line).
+    #[arg(long, env = "SESSION_MANAGER_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+
+    /// Allow listening beyond loopback without a token.
+    #[arg(long, env = "SESSION_MANAGER_ALLOW_UNAUTHENTICATED", global = true)]
+    pub allow_unauthenticated: bool,
+
+    /// Extra host names accepted in the Host and Origin headers (comma-separated), for
+    /// example the container's service name.
+    #[arg(
+        long = "allowed-host",
+        env = "SESSION_MANAGER_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// Log format on stderr.
+    #[arg(
+        long,
+        env = "SESSION_MANAGER_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Why the service refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("HOME is not set, so the default {0} cannot be found; pass it explicitly")]
+    NoHome(&'static str),
+    #[error("cannot read the token file {}: {source}", path.display())]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the token is empty (check SESSION_MANAGER_TOKEN or the token file)")]
+    EmptyToken,
+    #[error(
+        "refusing to listen on {0} (not loopback) without a token: set SESSION_MANAGER_TOKEN \
+         or --token-file, or pass --allow-unauthenticated"
+    )]
+    UnauthenticatedExposure(SocketAddr),
+}
+
+/// The environment variable that carries the token itself.
+pub const TOKEN_ENV: &str = "SESSION_MANAGER_TOKEN";
+
+impl Config {
+    pub fn sessions_dir(&self) -> Result<PathBuf, ConfigError> {
+        resolve_dir(&self.sessions_dir, "telegram/sessions", "--sessions-dir")
+    }
+
+    pub fn personas_dir(&self) -> Result<PathBuf, ConfigError> {
+        resolve_dir(&self.personas_dir, "telegram/personas", "--personas-dir")
+    }
+
+    /// The bearer token, if one is configured: the environment variable wins over the file.
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        let token = match (std::env::var(TOKEN_ENV).ok(), &self.token_file) {
+            (Some(token), _) => token,
+            (None, Some(path)) => read_token_file(path)?,
+            (None, None) => return Ok(None),
+        };
+        let token = token.trim().to_owned();
+        if token.is_empty() {
+            return Err(ConfigError::EmptyToken);
+        }
+        Ok(Some(token))
+    }
+
+    /// The start-up rule of SPEC §5: no unauthenticated listener beyond loopback.
+    pub fn check_exposure(&self, has_token: bool) -> Result<(), ConfigError> {
+        if self.listen.ip().is_loopback() || has_token || self.allow_unauthenticated {
+            Ok(())
+        } else {
+            Err(ConfigError::UnauthenticatedExposure(self.listen))
+        }
+    }
+}
+
+fn read_token_file(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+fn resolve_dir(
+    given: &Option<PathBuf>,
+    under_home: &str,
+    flag: &'static str,
+) -> Result<PathBuf, ConfigError> {
+    if let Some(dir) = given {
+        return Ok(dir.clone());
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or(ConfigError::NoHome(flag))?;
+    Ok(PathBuf::from(home).join(under_home))
+}

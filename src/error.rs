@@ -1,0 +1,233 @@
+//! `ApiError`: what went wrong, by meaning, and the one table that gives each variant
+//! its HTTP status and title. Every error leaves as `application/problem+json`
+//! (RFC 9457) with `type`, `title`, `status` and a `detail` the caller can act on.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::model::NameError;
+use crate::store::StoreError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A name or key in the path breaks the naming rules.
+    #[error("{0}")]
+    BadName(NameError),
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body is well-formed JSON but not what the route takes.
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    BadFilter(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Exists(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    ForbiddenOrigin(String),
+    #[error("{0}")]
+    MisdirectedRequest(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    InsufficientStorage(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault of ours: the cause is logged, the client hears only that it happened.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The error table: status, the `type` slug, and the title.
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            BadName(_) => (StatusCode::BAD_REQUEST, "invalid-name", "Invalid name"),
+            MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
+            UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            ),
+            InvalidBody(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-body",
+                "Invalid request body",
+            ),
+            BadFilter(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-filter",
+                "Invalid filter",
+            ),
+            NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Exists(_) => (StatusCode::CONFLICT, "exists", "Session already exists"),
+            Conflict(_) => (StatusCode::CONFLICT, "status-conflict", "Status conflict"),
+            Corrupt(_) => (StatusCode::CONFLICT, "corrupt-entry", "Corrupt entry"),
+            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ForbiddenOrigin(_) => (
+                StatusCode::FORBIDDEN,
+                "forbidden-origin",
+                "Forbidden origin",
+            ),
+            MisdirectedRequest(_) => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected-request",
+                "Misdirected request",
+            ),
+            Timeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
+            ),
+            InsufficientStorage(_) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient-storage",
+                "Insufficient storage",
+            ),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    pub fn invalid_body(detail: impl Into<String>) -> Self {
+        ApiError::InvalidBody(detail.into())
+    }
+}
+
+/// The problem document (RFC 9457).
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.parts();
+        let detail = if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+            "an internal error occurred; the service's log has the cause".to_owned()
+        } else {
+            self.to_string()
+        };
+        let problem = Problem {
+            kind: format!("tag:session-manager,2026:{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            StoreError::Exists(_) => ApiError::Exists(format!(
+                "{e}; delete it first (DELETE /sessions/{{name}}) or choose another name"
+            )),
+            StoreError::Conflict(detail) => ApiError::Conflict(detail),
+            StoreError::Corrupt { .. } => ApiError::Corrupt(format!(
+                "{e}; it is not served until an operator repairs or removes it on disk"
+            )),
+            StoreError::NoSpace(_) => ApiError::InsufficientStorage(format!(
+                "{e}; the write was not completed. Free some space and retry"
+            )),
+            StoreError::Unavailable(_) => {
+                tracing::error!(error = %e, "storage failure");
+                ApiError::Unavailable(
+                    "the sessions directory cannot be written right now (read-only or failing \
+                     storage); the write was not completed. Check the disk, then retry"
+                        .to_owned(),
+                )
+            }
+            StoreError::Locked { .. } | StoreError::Io(_) | StoreError::Internal(_) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        ApiError::BadName(e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let detail = rejection.body_text();
+        match rejection.status() {
+            StatusCode::BAD_REQUEST => ApiError::MalformedJson(detail),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
+                "send the body as JSON with 'Content-Type: application/json'".to_owned(),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+                "the request body is larger than the limit of {} bytes",
+                crate::app::BODY_LIMIT
+            )),
+            StatusCode::UNPROCESSABLE_ENTITY => ApiError::InvalidBody(detail),
+            _ => ApiError::MalformedJson(detail),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        tracing::debug!(cause = %rejection.body_text(), "path rejected");
+        ApiError::BadName(NameError::Encoding)
+    }
+}

@@ -1,0 +1,81 @@
+//! `/healthz`: liveness and readiness for the container runtime and the operator.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::extract::Json;
+use crate::model::Name;
+use crate::state::AppState;
+use crate::store::Skipped;
+
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `ok`, or `degraded` while entries are skipped.
+    status: &'static str,
+    version: &'static str,
+    uptime_seconds: u64,
+    sessions: Counts,
+    current: Option<Name>,
+    personas: usize,
+    /// Entries of the sessions or personas directory that are not served, and why.
+    skipped: Vec<Skipped>,
+    /// Conditions that do not stop the service, such as the last write having failed.
+    problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Counts {
+    total: usize,
+    idle: usize,
+    active: usize,
+    suspended: usize,
+}
+
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let store = state.store.health();
+    let library = state.personas.library();
+    let mut fatal = Vec::new();
+    if let Err(e) = state.store.probe_writable().await {
+        fatal.push(format!("the sessions directory is not writable: {e}"));
+    }
+    if library.personas.is_empty() {
+        fatal.push(format!(
+            "no valid persona is loaded from {}",
+            state.personas.dir().display()
+        ));
+    }
+    if !fatal.is_empty() {
+        return ApiError::Unavailable(fatal.join("; ")).into_response();
+    }
+    let problems: Vec<String> = store
+        .write_problem
+        .map(|p| format!("the last write failed: {p}"))
+        .into_iter()
+        .collect();
+    let [(_, idle), (_, active), (_, suspended)] = store.by_status;
+    let mut skipped = store.skipped;
+    skipped.extend(library.skipped.iter().cloned());
+    let health = Health {
+        status: if skipped.is_empty() && problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        },
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        sessions: Counts {
+            total: store.sessions,
+            idle,
+            active,
+            suspended,
+        },
+        current: store.current,
+        personas: library.personas.len(),
+        skipped,
+        problems,
+    };
+    (StatusCode::OK, Json(health)).into_response()
+}

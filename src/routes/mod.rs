@@ -1,0 +1,50 @@
+//! The routes, one file per resource. [`table`] is the single list the router is built
+//! from, so the contract test can compare it with `openapi.yaml`.
+
+pub mod active;
+pub mod health;
+pub mod personas;
+pub mod sessions;
+
+use axum::routing::{MethodRouter, get};
+
+use crate::state::AppState;
+
+/// Whether a route needs the bearer token (when one is configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    Token,
+}
+
+/// Every path the service serves, with its methods and access.
+pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
+    use Access::*;
+    vec![
+        ("/healthz", Public, get(health::healthz)),
+        ("/personas", Token, get(personas::list)),
+        ("/personas/{key}", Token, get(personas::get)),
+        (
+            "/sessions",
+            Token,
+            get(sessions::list).post(sessions::create),
+        ),
+        (
+            "/sessions/active",
+            Token,
+            get(active::get).put(active::switch).delete(active::clear),
+        ),
+        (
+            "/sessions/{name}",
+            Token,
+            get(sessions::get)
+                .patch(sessions::update)
+                .delete(sessions::delete),
+        ),
+        (
+            "/sessions/{name}/persona",
+            Token,
+            get(sessions::persona).put(sessions::replace_persona),
+        ),
+    ]
+}

@@ -1,0 +1,191 @@
+//! Access control: the bearer token (compared in constant time) and the `Host` and
+//! `Origin` checks that keep a web page the operator visits from reaching the service
+//! through DNS rebinding or a cross-site request (SPEC §5).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The configured token, kept only as its digest: comparing digests of equal length in
+/// constant time reveals neither the token's content nor its length.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    digest: Option<[u8; 32]>,
+}
+
+impl Auth {
+    pub fn new(token: Option<&str>) -> Self {
+        Self {
+            digest: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.digest.is_some()
+    }
+
+    /// Whether the request's `Authorization` header carries the token.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.digest else {
+            return true;
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .unwrap_or_default();
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        bool::from(digest.ct_eq(expected))
+    }
+}
+
+pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.auth.allows(req.headers()) {
+        return next.run(req).await;
+    }
+    let detail = if req.headers().contains_key(header::AUTHORIZATION) {
+        "the bearer token is wrong"
+    } else {
+        "this route needs 'Authorization: Bearer <token>'"
+    };
+    ApiError::Unauthorized(detail.to_owned()).into_response()
+}
+
+/// Which names a request may use for this service in `Host` and `Origin`.
+#[derive(Debug, Clone)]
+pub struct HostGuard {
+    listen: SocketAddr,
+    extra: Vec<String>,
+}
+
+impl HostGuard {
+    pub fn new(listen: SocketAddr, extra: &[String]) -> Self {
+        Self {
+            listen,
+            extra: extra
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        }
+    }
+
+    /// A loopback name or address, the configured listen address, or an allowed name.
+    pub fn allows_host(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if bare == "localhost" || bare.ends_with(".localhost") {
+            return true;
+        }
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return ip.is_loopback() || (ip == self.listen.ip() && !ip.is_unspecified());
+        }
+        self.extra.iter().any(|allowed| *allowed == bare)
+    }
+}
+
+/// Splits `host[:port]` (or `[v6]:port`) and returns the host part.
+fn host_part(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+pub async fn check_host_and_origin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let guard = &state.guard;
+    if let Some(host) = req.headers().get(header::HOST) {
+        let host = host.to_str().unwrap_or_default();
+        if !guard.allows_host(host_part(host)) {
+            return ApiError::MisdirectedRequest(format!(
+                "this service does not answer for the host {host:?}; use a loopback address, \
+                 or add the name with --allowed-host"
+            ))
+            .into_response();
+        }
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let authority = origin
+            .split_once("://")
+            .map(|(_, rest)| rest.trim_end_matches('/'))
+            .unwrap_or_default();
+        if authority.is_empty() || !guard.allows_host(host_part(authority)) {
+            return ApiError::ForbiddenOrigin(format!(
+                "requests from the web origin {origin:?} are refused; this API is for local \
+                 clients, not for web pages"
+            ))
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        let guard = HostGuard::new(
+            "10.0.0.5:8765".parse().unwrap(),
+            &["Session-Manager".into()],
+        );
+        for ok in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.3.2.1",
+            "[::1]",
+            "::1",
+            "a.localhost",
+            "10.0.0.5",
+            "session-manager",
+        ] {
+            assert!(guard.allows_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.com",
+            "localhost.evil.com",
+            "10.0.0.6",
+            "0.0.0.0",
+            "",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!guard.allows_host(bad), "{bad}");
+        }
+        assert_eq!(host_part("[::1]:8765"), "::1");
+        assert_eq!(host_part("localhost:80"), "localhost");
+        assert_eq!(host_part("localhost"), "localhost");
+    }
+
+    #[test]
+    fn token() {
+        let auth = Auth::new(Some("s3cret"));
+        let mut headers = HeaderMap::new();
+        assert!(!auth.allows(&headers));
+        headers.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert!(auth.allows(&headers));
+        headers.insert(header::AUTHORIZATION, "bearer s3cret".parse().unwrap());
+        assert!(auth.allows(&headers));
+        headers.insert(header::AUTHORIZATION, "Bearer s3cre".parse().unwrap());
+        assert!(!auth.allows(&headers));
+        headers.insert(header::AUTHORIZATION, "Basic s3cret".parse().unwrap());
+        assert!(!auth.allows(&headers));
+        assert!(Auth::new(None).allows(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,151 @@
+//! Start-up: scan the sessions directory into the index, and repair what a crash or an
+//! older writer can leave behind. Every repair is logged at `warn`; nothing that does not
+//! parse is ever rewritten or removed, only skipped and reported.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{
+    CURRENT_FILE, Entry, METADATA_FILE, Pointer, Skipped, StoreError, Tx, fsio, lock::LOCK_FILE,
+};
+use crate::model::{Metadata, Name, Status};
+
+/// Entries of the sessions directory that belong to the store itself.
+const OWN_ENTRIES: [&str; 3] = [LOCK_FILE, CURRENT_FILE, super::ARCHIVE_DIR];
+
+pub(super) struct Scan {
+    pub sessions: HashMap<Name, Arc<Entry>>,
+    pub skipped: BTreeMap<String, Skipped>,
+    /// `None` when `.current.json` is missing or unreadable.
+    pub pointer: Option<Pointer>,
+}
+
+pub(super) fn scan(dir: &Path) -> Result<Scan, StoreError> {
+    let mut sessions = HashMap::new();
+    let mut skipped = BTreeMap::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with(fsio::TEMP_PREFIX) {
+            remove_temp(&path);
+            continue;
+        }
+        if OWN_ENTRIES.contains(&file_name.as_str()) {
+            continue;
+        }
+        match read_session(&path, &file_name) {
+            Ok(metadata) => {
+                let version = sessions.len() as u64 + 1;
+                sessions.insert(metadata.name.clone(), Arc::new(Entry { metadata, version }));
+            }
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), %reason, "skipping an entry of the sessions directory");
+                skipped.insert(file_name, Skipped { path, reason });
+            }
+        }
+    }
+    let pointer = read_pointer(dir);
+    Ok(Scan {
+        sessions,
+        skipped,
+        pointer,
+    })
+}
+
+/// Reads one session directory, or says why it is not one.
+fn read_session(path: &Path, file_name: &str) -> Result<Metadata, String> {
+    let name = Name::session(file_name).map_err(|e| format!("not a session: {e}"))?;
+    if !path.is_dir() {
+        return Err("not a session: not a directory".into());
+    }
+    let bytes = fs::read(path.join(METADATA_FILE)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{METADATA_FILE} is missing"),
+        _ => format!("{METADATA_FILE} cannot be read: {e}"),
+    })?;
+    let metadata: Metadata = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{METADATA_FILE} does not parse: {e}"))?;
+    if metadata.name != name {
+        return Err(format!(
+            "{METADATA_FILE} names '{}', not its directory '{name}'",
+            metadata.name
+        ));
+    }
+    // A rewrite interrupted inside the session leaves its temp file here.
+    if let Ok(temps) = fsio::temp_entries(path) {
+        temps.iter().for_each(|temp| remove_temp(temp));
+    }
+    Ok(metadata)
+}
+
+fn remove_temp(path: &Path) {
+    match fsio::remove_temp(path) {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), "removed a temporary entry left by an interrupted write")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a temporary entry")
+        }
+    }
+}
+
+fn read_pointer(dir: &Path) -> Option<Pointer> {
+    let bytes = match fs::read(dir.join(CURRENT_FILE)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read {CURRENT_FILE}; rebuilding it from the sessions");
+            return None;
+        }
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(pointer) => Some(pointer),
+        Err(e) => {
+            tracing::warn!(error = %e, "{CURRENT_FILE} does not parse; rebuilding it from the sessions");
+            None
+        }
+    }
+}
+
+/// Brings the store back to the rules of SPEC §3 after a crash or an older writer:
+/// finishes an interrupted switch, forgets a current session that is gone, and leaves
+/// at most one session `active`, the current one.
+pub(super) fn repair(tx: &mut Tx<'_>, had_pointer: bool) -> Result<(), StoreError> {
+    let mut active: Vec<Arc<Entry>> = tx
+        .index()
+        .sessions
+        .values()
+        .filter(|e| e.metadata.status == Status::Active)
+        .cloned()
+        .collect();
+    active.sort_by(|a, b| {
+        b.metadata
+            .last_active
+            .cmp(&a.metadata.last_active)
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    if !had_pointer {
+        // The original module kept the current session in memory only: the most
+        // recently activated `active` session is the best record of it.
+        let adopted = active.first().map(|e| e.metadata.name.clone());
+        if let Some(name) = &adopted {
+            tracing::warn!(session = %name, "no record of the current session; adopting the active one");
+        }
+        tx.write_pointer(Pointer {
+            name: adopted,
+            ..Pointer::default()
+        })?;
+    }
+    tx.settle()?;
+    let current = tx.pointer().name;
+    for entry in active {
+        let name = &entry.metadata.name;
+        if Some(name) != current.as_ref() && tx.get(name)?.metadata.status == Status::Active {
+            tracing::warn!(session = %name, "an active session that is not current; marking it suspended");
+            tx.set_status(name, Status::Suspended, None)?;
+        }
+    }
+    Ok(())
+}
