@@ -401,7 +401,8 @@ mod tests {
     proptest! {
         #[test]
         fn valid_names_are_accepted(name in valid_name()) {
-            prop_assert_eq!(Name::session(&name).unwrap().as_str(), name.as_str());
+            let parsed = Name::session(&name).unwrap();
+            prop_assert_eq!(parsed.as_str(), name.as_str());
         }
 
         #[test]

@@ -1,0 +1,12 @@
+//! The one integration-test binary (one link step keeps builds short on two cores).
+//! Each module is a concern; `helpers` spawns the real app over real HTTP.
+
+mod helpers;
+
+mod active;
+mod binary;
+mod compat;
+mod contract;
+mod personas;
+mod security;
+mod sessions;
