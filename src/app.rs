@@ -3,13 +3,13 @@
 
 use std::future::Future;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, StatusCode, header};
-use axum::middleware;
-use axum::response::IntoResponse;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -22,6 +22,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::error::ApiError;
+use crate::metrics::metrics;
 use crate::routes::{self, Access};
 use crate::security;
 use crate::state::AppState;
@@ -37,6 +38,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The whole API.
 pub fn router(state: AppState) -> Router {
     let mut public = Router::new();
     let mut protected = Router::new();
@@ -50,6 +52,20 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         security::require_token,
     ));
+    with_layers(public.merge(protected), state)
+}
+
+/// Only `/metrics`, without the token: for a separate loopback listener
+/// (`--metrics-listen`) that a local Prometheus scrapes.
+pub fn metrics_router(state: AppState) -> Router {
+    with_layers(
+        Router::new().route("/metrics", axum::routing::get(routes::metrics::scrape)),
+        state,
+    )
+}
+
+/// Every layer, in one place, outermost first.
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let layers = ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -61,11 +77,12 @@ pub fn router(state: AppState) -> Router {
                         .get(REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), id)
+                    tracing::info_span!("request", method = %req.method(), route = route_of(req), id)
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(middleware::from_fn(track))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".to_owned()).into_response()
         }))
@@ -77,13 +94,38 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             security::check_host_and_origin,
         ));
-    public
-        .merge(protected)
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(layers)
         .with_state(state)
+}
+
+/// The route template a request matched (never the raw path, which would let clients
+/// invent label values), or `unmatched`.
+fn route_of(req: &Request) -> &str {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+}
+
+/// Records each request's route, method, status and latency.
+async fn track(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = route_of(&req).to_owned();
+    let method = match *req.method() {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE => req.method().as_str().to_owned(),
+        _ => "other".to_owned(),
+    };
+    let response = next.run(req).await;
+    metrics().observe_request(&route, &method, response.status().as_u16(), start.elapsed());
+    response
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -108,7 +150,16 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let service = TowerToHyperService::new(router(state));
+    serve_router(listener, router(state), shutdown).await
+}
+
+/// [`serve`] for any router (the API's, or the metrics listener's).
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let service = TowerToHyperService::new(router);
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())

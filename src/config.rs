@@ -69,6 +69,11 @@ pub struct Config {
     )]
     pub allowed_hosts: Vec<String>,
 
+    /// Also serve /metrics, without the token, on this address (loopback only), for a
+    /// local Prometheus.
+    #[arg(long, env = "SESSION_MANAGER_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Log format on stderr.
     #[arg(
         long,
@@ -97,6 +102,11 @@ pub enum ConfigError {
          or --token-file, or pass --allow-unauthenticated"
     )]
     UnauthenticatedExposure(SocketAddr),
+    #[error(
+        "--metrics-listen {0} is not a loopback address; metrics without a token are only \
+         served on loopback (on other addresses, scrape /metrics with the token)"
+    )]
+    MetricsNotLoopback(SocketAddr),
 }
 
 /// The environment variable that carries the token itself.
@@ -127,6 +137,9 @@ impl Config {
 
     /// The start-up rule of SPEC §5: no unauthenticated listener beyond loopback.
     pub fn check_exposure(&self, has_token: bool) -> Result<(), ConfigError> {
+        if let Some(addr) = self.metrics_listen.filter(|a| !a.ip().is_loopback()) {
+            return Err(ConfigError::MetricsNotLoopback(addr));
+        }
         if self.listen.ip().is_loopback() || has_token || self.allow_unauthenticated {
             Ok(())
         } else {

@@ -147,6 +147,7 @@ pub struct Problem {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.parts();
+        crate::metrics::metrics().count_error(slug);
         let detail = if let ApiError::Internal(cause) = &self {
             tracing::error!(%cause, "internal error");
             "an internal error occurred; the service's log has the cause".to_owned()

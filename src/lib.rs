@@ -12,6 +12,7 @@
 //! - [`model`]: names, status, metadata and personas; no HTTP, no I/O.
 //! - [`store`]: the sessions directory: durable writes, the lock, recovery, the index.
 //! - [`personas`]: the shipped library, first-start seeding, the loaded library.
+//! - [`metrics`]: the Prometheus registry: requests, latencies, fsyncs, sessions, errors.
 //! - [`healthcheck`]: the client behind `session-manager healthcheck`.
 
 pub mod app;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod healthcheck;
+pub mod metrics;
 pub mod model;
 pub mod personas;
 pub mod routes;

@@ -82,7 +82,37 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             "listening on {}",
             listener.local_addr()?
         );
-        app::serve(listener, state, shutdown_signal()).await?;
+        // One signal stops every listener.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let metrics_server = match config.metrics_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+                tracing::info!("serving metrics on {}", listener.local_addr()?);
+                let router = app::metrics_router(state.clone());
+                Some(tokio::spawn(app::serve_router(
+                    listener,
+                    router,
+                    until_stopped(),
+                )))
+            }
+            None => None,
+        };
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        app::serve(listener, state, until_stopped()).await?;
+        if let Some(server) = metrics_server {
+            server.await??;
+        }
         tracing::info!("stopped");
         Ok(())
     })

@@ -22,9 +22,20 @@ pub struct Health {
     personas: usize,
     /// Entries of the sessions or personas directory that are not served, and why.
     skipped: Vec<Skipped>,
+    /// The filesystem that holds the sessions directory.
+    storage: Option<Storage>,
     /// Conditions that do not stop the service, such as the last write having failed.
     problems: Vec<String>,
 }
+
+#[derive(Debug, Serialize)]
+struct Storage {
+    free_bytes: u64,
+    total_bytes: u64,
+}
+
+/// Below this much free space (or 1% of the filesystem), the disk is "nearly full".
+const LOW_SPACE_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Serialize)]
 struct Counts {
@@ -50,11 +61,26 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     if !fatal.is_empty() {
         return ApiError::Unavailable(fatal.join("; ")).into_response();
     }
-    let problems: Vec<String> = store
+    let mut problems: Vec<String> = store
         .write_problem
         .map(|p| format!("the last write failed: {p}"))
         .into_iter()
         .collect();
+    let storage = state
+        .store
+        .disk_space()
+        .map(|(free_bytes, total_bytes)| Storage {
+            free_bytes,
+            total_bytes,
+        });
+    if let Some(s) = &storage {
+        if s.free_bytes < LOW_SPACE_BYTES || s.free_bytes < s.total_bytes / 100 {
+            problems.push(format!(
+                "the disk that holds the sessions is nearly full ({} MiB free)",
+                s.free_bytes / (1024 * 1024)
+            ));
+        }
+    }
     let [(_, idle), (_, active), (_, suspended)] = store.by_status;
     let mut skipped = store.skipped;
     skipped.extend(library.skipped.iter().cloned());
@@ -75,6 +101,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         current: store.current,
         personas: library.personas.len(),
         skipped,
+        storage,
         problems,
     };
     (StatusCode::OK, Json(health)).into_response()

@@ -3,6 +3,7 @@
 
 pub mod active;
 pub mod health;
+pub mod metrics;
 pub mod personas;
 pub mod sessions;
 
@@ -22,6 +23,7 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
     use Access::*;
     vec![
         ("/healthz", Public, get(health::healthz)),
+        ("/metrics", Token, get(metrics::scrape)),
         ("/personas", Token, get(personas::list)),
         ("/personas/{key}", Token, get(personas::get)),
         (

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::failpoint::{self, Step};
+use crate::metrics::timed_fsync;
 
 /// Every temporary file or directory this service creates starts with this.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -41,7 +42,7 @@ pub fn replace_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<()>
     let mut temp = temp_file(dir)?;
     temp.write_all(bytes)?;
     failpoint::hit(Step::TempWritten)?;
-    temp.as_file().sync_all()?;
+    timed_fsync(|| temp.as_file().sync_all())?;
     failpoint::hit(Step::TempSynced)?;
     temp.persist(dir.join(file_name)).map_err(|e| e.error)?;
     failpoint::hit(Step::Renamed)?;
@@ -54,7 +55,7 @@ pub fn replace_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<()>
 pub fn create_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<bool> {
     let mut temp = temp_file(dir)?;
     temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
+    timed_fsync(|| temp.as_file().sync_all())?;
     match rename_no_replace(temp.path(), &dir.join(file_name)) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
         other => other?,
@@ -71,7 +72,7 @@ pub fn write_new_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<(
     let mut file = File::create_new(dir.join(file_name))?;
     file.write_all(bytes)?;
     failpoint::hit(Step::TempWritten)?;
-    file.sync_all()?;
+    timed_fsync(|| file.sync_all())?;
     failpoint::hit(Step::TempSynced)
 }
 
@@ -116,7 +117,8 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
 }
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    let dir = File::open(dir)?;
+    timed_fsync(|| dir.sync_all())
 }
 
 fn parent_of(path: &Path) -> &Path {

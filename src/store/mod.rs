@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::metrics::metrics;
 use crate::model::{CUSTOM_PERSONA, Metadata, Name, Persona, Status, Timestamp};
 use lock::DirLock;
 
@@ -325,6 +326,14 @@ impl Store {
         }
     }
 
+    /// Free and total bytes of the filesystem that holds the sessions directory.
+    pub fn disk_space(&self) -> Option<(u64, u64)> {
+        let stat = rustix::fs::statvfs(&self.shared.dir).ok()?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let total = stat.f_blocks.saturating_mul(stat.f_frsize);
+        Some((free, total))
+    }
+
     /// Checks that a file can be created in the sessions directory right now.
     pub async fn probe_writable(&self) -> Result<(), StoreError> {
         let dir = self.shared.dir.clone();
@@ -348,38 +357,40 @@ impl Store {
         recorded: Option<String>,
         persona: Value,
     ) -> Result<Session, StoreError> {
-        self.write(move |tx| tx.create(name, recorded, &persona))
+        self.write("create", move |tx| tx.create(name, recorded, &persona))
             .await
             .map(|e| self.session(e))
     }
 
     pub async fn update(&self, name: Name, patch: Patch) -> Result<Session, StoreError> {
-        self.write(move |tx| tx.update(&name, patch))
+        self.write("update", move |tx| tx.update(&name, patch))
             .await
             .map(|e| self.session(e))
     }
 
     pub async fn delete(&self, name: Name) -> Result<(), StoreError> {
-        self.write(move |tx| tx.delete(&name)).await
+        self.write("delete", move |tx| tx.delete(&name)).await
     }
 
     pub async fn switch(&self, name: Name) -> Result<Switched, StoreError> {
-        self.write(move |tx| tx.switch(&name)).await
+        self.write("switch", move |tx| tx.switch(&name)).await
     }
 
     pub async fn clear_current(&self) -> Result<Switched, StoreError> {
-        self.write(|tx| tx.clear_current()).await
+        self.write("clear_current", |tx| tx.clear_current()).await
     }
 
     /// Replaces the session's persona with a custom one; returns it as stored.
     pub async fn replace_persona(&self, name: Name, persona: Persona) -> Result<Value, StoreError> {
-        self.write(move |tx| tx.replace_persona(&name, &persona))
-            .await
+        self.write("replace_persona", move |tx| {
+            tx.replace_persona(&name, &persona)
+        })
+        .await
     }
 
     /// Runs one write transaction on the blocking pool. It completes even if the caller
     /// stops waiting (a client that hangs up), so no write is left half done.
-    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn write<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
@@ -387,7 +398,9 @@ impl Store {
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut tx = store.begin();
+            let start = std::time::Instant::now();
             let result = tx.settle().and_then(|()| f(&mut tx));
+            metrics().observe_store(operation, start.elapsed());
             tx.record_outcome(&result);
             result
         })
