@@ -6,24 +6,37 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::model::Name;
+use crate::model::{Name, from_json_value};
 
-/// `axum::Json` with problem+json rejections (400, 413, 415, 422 as axum decides).
+/// A JSON object body, with problem+json rejections: 415 without a JSON content type,
+/// 413 over the body limit, 400 when it is not JSON at all, 422 when it is JSON but not
+/// an object of the expected shape (the detail names the field).
+///
+/// Parsing is two steps on purpose: syntax first, then shape. A single serde pass
+/// reports whichever problem it meets first, so a truncated body could answer 422 and
+/// a wrong type 400.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
 impl<S, T> FromRequest<S> for Json<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    T: DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(Json(value))
+        let axum::Json(value) = axum::Json::<Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::invalid_body("the body must be a JSON object"));
+        }
+        from_json_value(value)
+            .map(Json)
+            .map_err(ApiError::InvalidBody)
     }
 }
 

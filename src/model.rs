@@ -7,6 +7,7 @@
 use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
@@ -241,6 +242,7 @@ impl Metadata {
 
 /// A persona: the fields the spec requires, checked, and everything else kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+#[serde(expecting = "a persona object")]
 pub struct Persona {
     #[validate(length(min = 1, message = "must be a non-empty string"))]
     pub name: String,
@@ -256,19 +258,41 @@ pub struct Persona {
 
 /// A persona's `settings`: it grows into the Claude Code CLI's flags, so extras are kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+#[serde(expecting = "an object")]
 pub struct Settings {
     #[validate(length(min = 1, message = "must be a non-empty string"))]
     pub model: String,
+    #[serde(deserialize_with = "whole_number")]
     #[validate(range(min = 1, message = "must be a positive integer"))]
     pub max_turns: u64,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
+/// Reads `T` from JSON, with an error that names the field at fault.
+pub fn from_json_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        }
+    })
+}
+
+/// A non-negative integer, with a message that speaks of the value, not of Rust types.
+fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    value.as_u64().ok_or_else(|| {
+        serde::de::Error::custom(format!("must be a positive integer (got {value})"))
+    })
+}
+
 impl Persona {
     /// Reads and checks a persona from JSON, with a message naming each broken rule.
     pub fn from_value(value: Value) -> Result<Self, String> {
-        let persona: Persona = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        let persona: Persona = from_json_value(value)?;
         persona.check()?;
         Ok(persona)
     }

@@ -73,13 +73,14 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
             free_bytes,
             total_bytes,
         });
-    if let Some(s) = &storage {
-        if s.free_bytes < LOW_SPACE_BYTES || s.free_bytes < s.total_bytes / 100 {
-            problems.push(format!(
-                "the disk that holds the sessions is nearly full ({} MiB free)",
-                s.free_bytes / (1024 * 1024)
-            ));
-        }
+    if let Some(s) = storage
+        .as_ref()
+        .filter(|s| s.free_bytes < LOW_SPACE_BYTES || s.free_bytes < s.total_bytes / 100)
+    {
+        problems.push(format!(
+            "the disk that holds the sessions is nearly full ({} MiB free)",
+            s.free_bytes / (1024 * 1024)
+        ));
     }
     let [(_, idle), (_, active), (_, suspended)] = store.by_status;
     let mut skipped = store.skipped;

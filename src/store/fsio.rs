@@ -7,8 +7,8 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -36,18 +36,43 @@ pub fn to_json_bytes<T: Serialize + ?Sized>(value: &T) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The temp file [`replace_file`] writes before renaming it to `file_name`.
+///
+/// Its name is fixed, not random: writes to one directory are serialised (the store's
+/// writer mutex, and one instance per directory), so it cannot clash, and start-up can
+/// remove a leftover with one `unlink` instead of listing every session directory.
+pub fn temp_name(file_name: &str) -> String {
+    format!("{TEMP_PREFIX}{file_name}")
+}
+
 /// Replaces `dir/file_name` with `bytes`: temp file in the same directory, fsync it,
-/// rename it over the target, fsync the directory.
+/// rename it over the target, fsync the directory. The caller must be the only writer
+/// of `dir` (see [`temp_name`]).
 pub fn replace_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<()> {
-    let mut temp = temp_file(dir)?;
-    temp.write_all(bytes)?;
-    failpoint::hit(Step::TempWritten)?;
-    timed_fsync(|| temp.as_file().sync_all())?;
-    failpoint::hit(Step::TempSynced)?;
-    temp.persist(dir.join(file_name)).map_err(|e| e.error)?;
-    failpoint::hit(Step::Renamed)?;
+    let temp = dir.join(temp_name(file_name));
+    let result = write_temp_and_rename(&temp, &dir.join(file_name), bytes);
+    if result.is_err() {
+        // Leave nothing half-written behind; the target is untouched.
+        let _ = fs::remove_file(&temp);
+    }
+    result?;
     sync_dir(dir)?;
     failpoint::hit(Step::DirSynced)
+}
+
+fn write_temp_and_rename(temp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(temp)?;
+    file.write_all(bytes)?;
+    failpoint::hit(Step::TempWritten)?;
+    timed_fsync(|| file.sync_all())?;
+    failpoint::hit(Step::TempSynced)?;
+    fs::rename(temp, target)?;
+    failpoint::hit(Step::Renamed)
 }
 
 /// Creates `dir/file_name` with `bytes` durably, never replacing an existing file.
@@ -143,18 +168,6 @@ pub fn remove_temp(path: &Path) -> io::Result<()> {
     } else {
         fs::remove_file(path)
     }
-}
-
-/// Lists the temporary entries directly inside `dir`.
-pub fn temp_entries(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            found.push(entry.path());
-        }
-    }
-    Ok(found)
 }
 
 #[cfg(test)]

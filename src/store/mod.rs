@@ -215,10 +215,18 @@ impl Store {
     /// Opens (creating if needed) and locks `dir`, scans it, and repairs what an
     /// interrupted run left behind. Every repair is logged.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let start = std::time::Instant::now();
         fsio::ensure_dir(dir)?;
         let dir = std::fs::canonicalize(dir)?;
         let lock = DirLock::acquire(&dir)?;
         let scan = recover::scan(&dir)?;
+        tracing::info!(
+            dir = %dir.display(),
+            sessions = scan.sessions.len(),
+            skipped = scan.skipped.len(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "sessions directory scanned"
+        );
         let (events, _) = broadcast::channel(256);
         let store = Store {
             shared: Arc::new(Shared {
@@ -555,12 +563,11 @@ impl Tx<'_> {
         previous: Option<&Name>,
         since: Timestamp,
     ) -> Result<(), StoreError> {
-        if let Some(previous) = previous.filter(|p| *p != target) {
-            if let Ok(entry) = self.get(previous) {
-                if entry.metadata.status == Status::Active {
-                    self.set_status(previous, Status::Suspended, None)?;
-                }
-            }
+        let was_active = |entry: Arc<Entry>| entry.metadata.status == Status::Active;
+        if let Some(previous) = previous.filter(|p| *p != target)
+            && self.get(previous).is_ok_and(was_active)
+        {
+            self.set_status(previous, Status::Suspended, None)?;
         }
         failpoint::hit(failpoint::Step::SwitchHalfway)?;
         self.set_status(target, Status::Active, Some(since))

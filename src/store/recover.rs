@@ -4,11 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    CURRENT_FILE, Entry, METADATA_FILE, Pointer, Skipped, StoreError, Tx, fsio, lock::LOCK_FILE,
+    CURRENT_FILE, Entry, METADATA_FILE, PERSONA_FILE, Pointer, Skipped, StoreError, Tx, fsio,
+    lock::LOCK_FILE,
 };
 use crate::model::{Metadata, Name, Status};
 
@@ -23,20 +24,42 @@ pub(super) struct Scan {
 }
 
 pub(super) fn scan(dir: &Path) -> Result<Scan, StoreError> {
-    let mut sessions = HashMap::new();
-    let mut skipped = BTreeMap::new();
+    let mut candidates = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
         let file_name = entry.file_name().to_string_lossy().into_owned();
         if file_name.starts_with(fsio::TEMP_PREFIX) {
             remove_temp(&path);
-            continue;
+        } else if !OWN_ENTRIES.contains(&file_name.as_str()) {
+            candidates.push((path, file_name));
         }
-        if OWN_ENTRIES.contains(&file_name.as_str()) {
-            continue;
-        }
-        match read_session(&path, &file_name) {
+    }
+    // Reading thousands of small files is latency-bound: spread it over the cores.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = candidates.len().div_ceil(threads).max(256);
+    let results: Vec<(PathBuf, String, Result<Metadata, String>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = candidates
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(path, name)| (path.clone(), name.clone(), read_session(path, name)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a scan thread panicked"))
+            .collect()
+    });
+    let mut sessions = HashMap::with_capacity(results.len());
+    let mut skipped = BTreeMap::new();
+    for (path, file_name, result) in results {
+        match result {
             Ok(metadata) => {
                 let version = sessions.len() as u64 + 1;
                 sessions.insert(metadata.name.clone(), Arc::new(Entry { metadata, version }));
@@ -58,11 +81,10 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, StoreError> {
 /// Reads one session directory, or says why it is not one.
 fn read_session(path: &Path, file_name: &str) -> Result<Metadata, String> {
     let name = Name::session(file_name).map_err(|e| format!("not a session: {e}"))?;
-    if !path.is_dir() {
-        return Err("not a session: not a directory".into());
-    }
+    // One open tells a directory without metadata from a plain file: no extra stat.
     let bytes = fs::read(path.join(METADATA_FILE)).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("{METADATA_FILE} is missing"),
+        std::io::ErrorKind::NotADirectory => "not a session: not a directory".to_owned(),
         _ => format!("{METADATA_FILE} cannot be read: {e}"),
     })?;
     let metadata: Metadata = serde_json::from_slice(&bytes)
@@ -73,9 +95,12 @@ fn read_session(path: &Path, file_name: &str) -> Result<Metadata, String> {
             metadata.name
         ));
     }
-    // A rewrite interrupted inside the session leaves its temp file here.
-    if let Ok(temps) = fsio::temp_entries(path) {
-        temps.iter().for_each(|temp| remove_temp(temp));
+    // A rewrite interrupted inside the session leaves its temp file, under a fixed name.
+    for file in [METADATA_FILE, PERSONA_FILE] {
+        let temp = path.join(fsio::temp_name(file));
+        if fs::remove_file(&temp).is_ok() {
+            tracing::warn!(path = %temp.display(), "removed a temporary file left by an interrupted write");
+        }
     }
     Ok(metadata)
 }

@@ -200,3 +200,254 @@ pub fn custom_persona() -> Value {
         "color": "blue"
     })
 }
+
+// ---- Shared by the sessions, active, personas and compat tests.
+
+/// Asserts a JSON success answer (status and `content-type: application/json`) and
+/// returns its body.
+pub async fn assert_json(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "status of {}", response.url());
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "content type of a {status} answer from {}",
+        response.url()
+    );
+    response.json().await.unwrap()
+}
+
+/// Asserts that `value` is a timestamp as the service writes it: RFC 3339 in UTC with
+/// `+00:00` and exactly six fractional digits. Returns the instant.
+pub fn assert_timestamp(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} is not a string"));
+    let parsed = chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"));
+    assert!(text.ends_with("+00:00"), "{text:?} is not written in UTC");
+    let fraction = text
+        .split_once('.')
+        .map(|(_, rest)| rest.trim_end_matches("+00:00"))
+        .unwrap_or_default();
+    assert!(
+        fraction.len() == 6 && fraction.bytes().all(|b| b.is_ascii_digit()),
+        "{text:?} does not have microseconds"
+    );
+    parsed.with_timezone(&chrono::Utc)
+}
+
+/// The names in a directory, sorted.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Writes `value` as the original Python module does: `json.dumps(value, indent=2)`,
+/// keys in the given order, no trailing newline.
+pub fn write_python_json(path: &Path, value: &Value) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, serde_json::to_string_pretty(value).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// Writes a session directory as the original Python module leaves it: `metadata.json`
+/// (as given) and `persona.json` (a byte copy of the shipped `default.json`).
+pub fn write_python_session(sessions_dir: &Path, name: &str, metadata: &Value) {
+    let dir = sessions_dir.join(name);
+    write_python_json(&dir.join("metadata.json"), metadata);
+    std::fs::write(dir.join("persona.json"), shipped_persona_text("default")).unwrap();
+}
+
+/// Metadata in the original module's field order.
+pub fn python_metadata(name: &str, created: &str, last_active: &str, status: &str) -> Value {
+    json!({
+        "name": name,
+        "created": created,
+        "last_active": last_active,
+        "persona": null,
+        "pid": null,
+        "status": status,
+    })
+}
+
+/// The text of a persona of the repository's shipped library (`personas/<key>.json`).
+pub fn shipped_persona_text(key: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("personas")
+        .join(format!("{key}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `metadata` as the API answers it: plus `dir`.
+pub fn with_dir(metadata: &Value, dir: &Path) -> Value {
+    let mut answer = metadata.clone();
+    answer["dir"] = json!(dir.to_str().unwrap());
+    answer
+}
+
+impl TestApp {
+    pub async fn head(&self, path: &str) -> Response {
+        self.request(Method::HEAD, path).send().await.unwrap()
+    }
+
+    /// `GET /sessions` (with an optional query), asserted 200.
+    pub async fn list_sessions(&self, query: &str) -> Value {
+        assert_json(self.get(&format!("/sessions{query}")).await, StatusCode::OK).await
+    }
+
+    /// Switches and asserts 200; returns the answer.
+    pub async fn switched(&self, name: &str) -> Value {
+        assert_json(self.switch(name).await, StatusCode::OK).await
+    }
+
+    /// `GET /healthz`, asserted 200.
+    pub async fn health(&self) -> Value {
+        assert_json(self.get("/healthz").await, StatusCode::OK).await
+    }
+}
+
+/// An HTTP response read off a raw TCP connection (see [`raw_request`]).
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Sends `request` byte for byte over a new connection — no path normalisation, unlike
+/// reqwest, so `..` reaches the server as written — and reads until the server closes
+/// the connection (send `Connection: close`). Bounded by ten seconds.
+pub async fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(request).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        std::io::Result::Ok(response)
+    };
+    let bytes = tokio::time::timeout(std::time::Duration::from_secs(10), exchange)
+        .await
+        .expect("no complete answer within 10 s")
+        .expect("raw exchange failed");
+    parse_raw_response(&bytes)
+}
+
+/// A request line, `Host`, `Connection: close`, and a JSON body when given.
+pub fn raw_http(method: &str, path: &str, host: &str, body: Option<&Value>) -> Vec<u8> {
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n").into_bytes();
+    match body {
+        Some(body) => {
+            let body = body.to_string();
+            request.extend_from_slice(
+                format!(
+                    "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+        None => request.extend_from_slice(b"\r\n"),
+    }
+    request
+}
+
+/// Parses one HTTP/1.1 response (a `Content-Length` or chunked body, or up to the end).
+pub fn parse_raw_response(bytes: &[u8]) -> RawResponse {
+    let text = String::from_utf8_lossy(bytes);
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete response head in {text:?}"));
+    let head = String::from_utf8_lossy(&bytes[..split]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &bytes[split + 4..];
+    let is_chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let body = if is_chunked {
+        dechunk(rest)
+    } else if let Some(length) = length {
+        rest[..length.min(rest.len())].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&rest[..eol]);
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).expect("chunk size");
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&rest[..size.min(rest.len())]);
+        rest = &rest[(size + 2).min(rest.len())..];
+    }
+    body
+}
+
+/// Asserts a problem answer read off a raw connection; returns its body.
+pub fn assert_raw_problem(response: &RawResponse, status: u16, context: &str) -> Value {
+    assert_eq!(response.status, status, "status of {context}");
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/problem+json"),
+        "content type of {context}"
+    );
+    let body = response.json();
+    assert_eq!(body["status"], status, "problem status of {context}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "problem detail of {context}"
+    );
+    body
+}

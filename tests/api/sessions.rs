@@ -1,1 +1,1147 @@
+//! `/sessions` and `/sessions/{name}`: create, list, inspect, update, delete, and the
+//! session's own persona, asserted on the answers and on the files on disk.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
 use crate::helpers::*;
+
+/// The metadata a freshly created session has, with the timestamps of `answer`.
+fn fresh_metadata(answer: &Value, name: &str, persona: Value) -> Value {
+    json!({
+        "name": name,
+        "created": answer["created"],
+        "last_active": answer["last_active"],
+        "persona": persona,
+        "pid": null,
+        "status": "idle",
+    })
+}
+
+fn without_dir(answer: &Value) -> Value {
+    let mut metadata = answer.clone();
+    metadata.as_object_mut().unwrap().remove("dir");
+    metadata
+}
+
+/// `custom_persona()` without the member `field` of the object at `parent` (a JSON pointer).
+fn without(parent: &str, field: &str) -> Value {
+    let mut persona = custom_persona();
+    let object = persona
+        .pointer_mut(parent)
+        .unwrap()
+        .as_object_mut()
+        .unwrap();
+    object.remove(field).unwrap();
+    persona
+}
+
+/// `custom_persona()` with the value at `pointer` replaced.
+fn replaced(pointer: &str, value: Value) -> Value {
+    let mut persona = custom_persona();
+    *persona.pointer_mut(pointer).unwrap() = value;
+    persona
+}
+
+/// The entries of the sessions directory that are sessions (not the store's own).
+fn session_entries(app: &TestApp) -> Vec<String> {
+    dir_names(&app.sessions_dir)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+#[tokio::test]
+async fn create_without_persona_copies_the_default_persona() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    let response = app.create_session("work", None).await;
+    assert_eq!(response.headers()["location"], "/sessions/work");
+    let body = assert_json(response, StatusCode::CREATED).await;
+
+    let created = assert_timestamp(&body["created"]);
+    assert_eq!(body["last_active"], body["created"]);
+    assert!((chrono::Utc::now() - created).num_seconds().abs() < 60);
+    let metadata = fresh_metadata(&body, "work", Value::Null);
+    assert_eq!(body, with_dir(&metadata, &app.session_dir("work")));
+    assert_eq!(app.metadata_on_disk("work"), metadata);
+    assert_eq!(
+        read_json(&app.session_dir("work").join("persona.json")),
+        read_json(&app.personas_dir.join("default.json"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_a_library_key_records_it_and_copies_that_persona() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    let body = assert_json(
+        app.create_session("plan", Some(json!("planner"))).await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    let metadata = fresh_metadata(&body, "plan", json!("planner"));
+    assert_eq!(body, with_dir(&metadata, &app.session_dir("plan")));
+    assert_eq!(app.metadata_on_disk("plan"), metadata);
+    assert_eq!(
+        read_json(&app.session_dir("plan").join("persona.json")),
+        read_json(&app.personas_dir.join("planner.json"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_a_null_persona_is_the_same_as_without() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    let body = assert_json(
+        app.create_session("work", Some(Value::Null)).await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    assert_eq!(body["persona"], Value::Null);
+    assert_eq!(app.metadata_on_disk("work")["persona"], Value::Null);
+    assert_eq!(
+        read_json(&app.session_dir("work").join("persona.json")),
+        read_json(&app.personas_dir.join("default.json"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_a_custom_persona_records_custom_and_keeps_its_extra_fields() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    let body = assert_json(
+        app.create_session("review", Some(custom_persona())).await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    let metadata = fresh_metadata(&body, "review", json!("custom"));
+    assert_eq!(body, with_dir(&metadata, &app.session_dir("review")));
+    assert_eq!(app.metadata_on_disk("review"), metadata);
+    assert_eq!(
+        read_json(&app.session_dir("review").join("persona.json")),
+        custom_persona()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_an_existing_session_is_409_and_changes_nothing() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("work").await;
+    let before = std::fs::read(app.session_dir("work").join("metadata.json")).unwrap();
+
+    let problem = assert_problem(
+        app.create_session("work", Some(json!("planner"))).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+
+    assert!(problem["detail"].as_str().unwrap().contains("'work'"));
+    assert_eq!(
+        std::fs::read(app.session_dir("work").join("metadata.json")).unwrap(),
+        before
+    );
+    assert_eq!(
+        read_json(&app.session_dir("work").join("persona.json")),
+        read_json(&app.personas_dir.join("default.json"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_an_invalid_name_is_422_naming_the_rule() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let too_long = "a".repeat(51);
+    let cases = [
+        ("", "must not be empty"),
+        (too_long.as_str(), "at most 50 characters"),
+        ("a/b", "may only contain letters, digits, '-' and '_'"),
+        ("..", "may only contain letters, digits, '-' and '_'"),
+        ("../escape", "may only contain letters, digits, '-' and '_'"),
+        ("a b", "may only contain letters, digits, '-' and '_'"),
+        ("café", "may only contain letters, digits, '-' and '_'"),
+        ("active", "reserved"),
+    ];
+
+    for (name, rule) in cases {
+        let problem = assert_problem(
+            app.create_session(name, None).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(rule), "{name:?}: {detail}");
+    }
+    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert!(!app.sessions_dir.parent().unwrap().join("escape").exists());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_a_name_of_fifty_characters_is_accepted() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let name = "a".repeat(50);
+
+    let body = assert_json(app.create_session(&name, None).await, StatusCode::CREATED).await;
+
+    assert_eq!(body["name"], json!(name));
+    assert_eq!(session_entries(&app), vec![name]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_an_unknown_persona_key_is_422() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    for key in ["nope", "../default", "default.json", ""] {
+        let problem = assert_problem(
+            app.create_session("work", Some(json!(key))).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("persona"),
+            "{key:?}: {problem}"
+        );
+    }
+    assert_eq!(session_entries(&app), Vec::<String>::new());
+    app.stop().await;
+}
+
+/// Custom personas that each break one rule, with the field the rule is about.
+fn broken_personas() -> Vec<(&'static str, Value)> {
+    vec![
+        ("name", without("", "name")),
+        ("name", replaced("/name", json!(""))),
+        ("description", without("", "description")),
+        ("description", replaced("/description", json!(""))),
+        ("system_prompt", without("", "system_prompt")),
+        ("system_prompt", replaced("/system_prompt", json!(""))),
+        ("settings", without("", "settings")),
+        ("model", without("/settings", "model")),
+        ("model", replaced("/settings/model", json!(""))),
+        ("max_turns", without("/settings", "max_turns")),
+        ("max_turns", replaced("/settings/max_turns", json!(0))),
+    ]
+}
+
+/// Custom personas with a field of the wrong type, with that field.
+fn mistyped_personas() -> Vec<(&'static str, Value)> {
+    vec![
+        ("name", replaced("/name", json!(7))),
+        ("description", replaced("/description", json!(null))),
+        ("system_prompt", replaced("/system_prompt", json!(["p"]))),
+        ("settings", replaced("/settings", json!("fast"))),
+        ("model", replaced("/settings/model", json!(5))),
+        ("max_turns", replaced("/settings/max_turns", json!(-3))),
+        ("max_turns", replaced("/settings/max_turns", json!(2.5))),
+        ("max_turns", replaced("/settings/max_turns", json!("5"))),
+    ]
+}
+
+#[tokio::test]
+async fn create_with_an_invalid_custom_persona_is_422_naming_the_field() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    for (field, persona) in broken_personas() {
+        let problem = assert_problem(
+            app.create_session("work", Some(persona.clone())).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(field), "{persona}: {detail}");
+    }
+    assert_eq!(session_entries(&app), Vec::<String>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_a_mistyped_custom_persona_field_is_422() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    for (_, persona) in mistyped_personas() {
+        assert_problem(
+            app.create_session("work", Some(persona)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    assert_eq!(session_entries(&app), Vec::<String>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_mistyped_custom_persona_field_is_named_in_the_detail() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    let mut unnamed = Vec::new();
+    for (field, persona) in mistyped_personas() {
+        let created = app.create_session("work", Some(persona)).await;
+        let problem = assert_problem(created, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let detail = problem["detail"].as_str().unwrap().to_owned();
+        if !detail.contains(field) {
+            unnamed.push(format!("{field}: {detail}"));
+        }
+    }
+    assert_eq!(
+        unnamed,
+        Vec::<String>::new(),
+        "details that do not name the field"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_a_persona_of_the_wrong_type_is_422() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    for persona in [json!(5), json!(true), json!(["default"])] {
+        let problem = assert_problem(
+            app.create_session("work", Some(persona.clone())).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("persona"),
+            "{persona}: {problem}"
+        );
+    }
+    assert_eq!(session_entries(&app), Vec::<String>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_an_unknown_or_missing_field_is_422() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    for (body, mentions) in [
+        (json!({ "name": "work", "colour": "red" }), "colour"),
+        (json!({ "name": "work", "pid": 12 }), "pid"),
+        (json!({ "persona": "default" }), "name"),
+        (json!({ "name": 5 }), "name"),
+        (
+            json!({ "name": "work", "persona": null, "extra": 1 }),
+            "extra",
+        ),
+    ] {
+        let problem = assert_problem(
+            app.send_json(Method::POST, "/sessions", &body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains(mentions),
+            "{body}: {problem}"
+        );
+    }
+    assert_eq!(session_entries(&app), Vec::<String>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_a_body_that_is_not_an_object_is_422() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    let mut wrong = Vec::new();
+    for body in [
+        json!(["work"]),
+        json!(["work", "planner"]),
+        json!("work"),
+        json!(null),
+    ] {
+        let response = app.send_json(Method::POST, "/sessions", &body).await;
+        if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        } else {
+            wrong.push(format!("{body} -> {}", response.status()));
+        }
+    }
+    assert_eq!(wrong, Vec::<String>::new(), "bodies not refused with 422");
+    assert_eq!(session_entries(&app), Vec::<String>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_with_malformed_json_is_400() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    let response = app
+        .request(Method::POST, "/sessions")
+        .header("content-type", "application/json")
+        .body(r#"{"name": "work""#)
+        .send()
+        .await
+        .unwrap();
+
+    assert_problem(response, StatusCode::BAD_REQUEST).await;
+    assert_eq!(session_entries(&app), Vec::<String>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_without_a_json_content_type_is_415() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    let no_type = app
+        .request(Method::POST, "/sessions")
+        .body(r#"{"name": "work"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(no_type, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let text = app
+        .request(Method::POST, "/sessions")
+        .header("content-type", "text/plain")
+        .body(r#"{"name": "work"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(text, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+
+    assert_eq!(session_entries(&app), Vec::<String>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dir_is_the_absolute_session_directory_and_never_stored() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+    app.switched("work").await;
+    assert_json(
+        app.patch("work", &json!({ "pid": 7 })).await,
+        StatusCode::OK,
+    )
+    .await;
+
+    let expected = app.session_dir("work");
+    assert!(expected.is_absolute());
+    assert_eq!(created["dir"], json!(expected.to_str().unwrap()));
+    let got = assert_json(app.get("/sessions/work").await, StatusCode::OK).await;
+    assert_eq!(got["dir"], json!(expected.to_str().unwrap()));
+    assert_eq!(app.list_sessions("").await[0]["dir"], got["dir"]);
+    assert!(
+        std::path::Path::new(got["dir"].as_str().unwrap())
+            .join("metadata.json")
+            .is_file()
+    );
+    assert_eq!(app.metadata_on_disk("work").get("dir"), None);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn list_is_most_recently_active_first() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    assert_eq!(app.list_sessions("").await, json!([]));
+    let a = app.created("a").await;
+    let b = app.created("b").await;
+    let c = app.created("c").await;
+
+    assert_eq!(app.list_sessions("").await, json!([c, b, a]));
+
+    app.switched("a").await;
+    let names: Vec<Value> = app
+        .list_sessions("")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("a"), json!("c"), json!("b")]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn list_breaks_ties_by_name() {
+    let dirs = Dirs::new();
+    let at = "2026-01-02T03:04:05.000006+00:00";
+    let later = "2026-01-02T03:04:05.000007+00:00";
+    for name in ["zeta", "alpha", "mid"] {
+        write_python_session(
+            &dirs.sessions(),
+            name,
+            &python_metadata(name, at, at, "idle"),
+        );
+    }
+    write_python_session(
+        &dirs.sessions(),
+        "omega",
+        &python_metadata("omega", at, later, "idle"),
+    );
+    let app = TestApp::spawn(&dirs).await;
+
+    let listed = app.list_sessions("").await;
+
+    let expected: Vec<Value> = ["omega", "alpha", "mid", "zeta"]
+        .iter()
+        .map(|name| {
+            let last = if *name == "omega" { later } else { at };
+            with_dir(
+                &python_metadata(name, at, last, "idle"),
+                &app.session_dir(name),
+            )
+        })
+        .collect();
+    assert_eq!(listed, Value::Array(expected));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn list_filters_by_status() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("idle1").await;
+    app.created("busy").await;
+    app.created("idle2").await;
+    app.created("current").await;
+    assert_json(
+        app.patch("busy", &json!({ "pid": 100, "status": "suspended" }))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    app.switched("current").await;
+
+    let names = |list: Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(app.list_sessions("?status=active").await),
+        ["current"]
+    );
+    assert_eq!(
+        names(app.list_sessions("?status=suspended").await),
+        ["busy"]
+    );
+    assert_eq!(
+        names(app.list_sessions("?status=idle").await),
+        ["idle2", "idle1"]
+    );
+    let all = app.list_sessions("").await;
+    assert_eq!(names(all.clone()), ["current", "idle2", "busy", "idle1"]);
+    let busy = assert_json(app.get("/sessions/busy").await, StatusCode::OK).await;
+    assert_eq!(app.list_sessions("?status=suspended").await, json!([busy]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn list_with_a_bad_status_filter_is_422() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("work").await;
+
+    for query in [
+        "?status=busy",
+        "?status=",
+        "?status=ACTIVE",
+        "?status=idle,active",
+    ] {
+        let problem = assert_problem(
+            app.get(&format!("/sessions{query}")).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("idle"),
+            "{query}: {problem}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn get_a_session_answers_its_metadata_and_dir() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+
+    let got = assert_json(app.get("/sessions/work").await, StatusCode::OK).await;
+
+    assert_eq!(got, created);
+    assert_eq!(
+        got,
+        with_dir(&app.metadata_on_disk("work"), &app.session_dir("work"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn get_an_unknown_session_is_404() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    let problem = assert_problem(app.get("/sessions/nope").await, StatusCode::NOT_FOUND).await;
+
+    assert!(problem["detail"].as_str().unwrap().contains("'nope'"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn get_with_a_bad_name_is_400() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("work").await;
+    let too_long = format!("/sessions/{}", "a".repeat(51));
+
+    for path in [
+        "/sessions/..%2Fwork",
+        "/sessions/..%2F..%2Fetc",
+        "/sessions/a%20b",
+        "/sessions/a.b",
+        "/sessions/caf%C3%A9",
+        "/sessions/a%00b",
+        "/sessions/%FF",
+        too_long.as_str(),
+    ] {
+        assert_problem(app.get(path).await, StatusCode::BAD_REQUEST).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn head_answers_whether_a_session_exists_without_a_body() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("work").await;
+
+    let found = app.head("/sessions/work").await;
+    assert_eq!(found.status(), StatusCode::OK);
+    assert_eq!(found.headers()["content-type"], "application/json");
+    assert!(found.bytes().await.unwrap().is_empty());
+
+    let missing = app.head("/sessions/nope").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert!(missing.bytes().await.unwrap().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn patch_sets_and_clears_the_pid() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+
+    let set = assert_json(
+        app.patch("work", &json!({ "pid": 4242 })).await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut expected = created.clone();
+    expected["pid"] = json!(4242);
+    assert_eq!(set, expected);
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&expected));
+
+    let cleared = assert_json(
+        app.patch("work", &json!({ "pid": null })).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(cleared, created);
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn patch_status_of_a_session_that_is_not_current() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+
+    let suspended = assert_json(
+        app.patch("work", &json!({ "pid": 9, "status": "suspended" }))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut expected = created.clone();
+    expected["pid"] = json!(9);
+    expected["status"] = json!("suspended");
+    assert_eq!(suspended, expected);
+
+    let problem = assert_problem(
+        app.patch("work", &json!({ "status": "active" })).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not the current")
+    );
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&expected));
+
+    let idle = assert_json(
+        app.patch("work", &json!({ "pid": null, "status": "idle" }))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(idle, created);
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn patch_status_of_the_current_session() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("work").await;
+    app.switched("work").await;
+    let current = assert_json(app.get("/sessions/work").await, StatusCode::OK).await;
+    assert_eq!(current["status"], "active");
+
+    let problem = assert_problem(
+        app.patch("work", &json!({ "status": "suspended" })).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("is the current")
+    );
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&current));
+
+    // The process ended: the current session may be idle, and active again.
+    let idle = assert_json(
+        app.patch("work", &json!({ "status": "idle" })).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(idle["status"], "idle");
+    assert_eq!(idle["last_active"], current["last_active"]);
+    let active = assert_json(
+        app.patch("work", &json!({ "status": "active", "pid": 31 }))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut expected = current.clone();
+    expected["pid"] = json!(31);
+    assert_eq!(active, expected);
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&expected));
+    let now = assert_json(app.get("/sessions/active").await, StatusCode::OK).await;
+    assert_eq!(now, json!({ "active": "work", "session": expected }));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn patch_refuses_other_fields() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+
+    for (body, field) in [
+        (json!({ "name": "other" }), "name"),
+        (json!({ "created": "2020-01-01T00:00:00+00:00" }), "created"),
+        (
+            json!({ "last_active": "2020-01-01T00:00:00+00:00" }),
+            "last_active",
+        ),
+        (json!({ "persona": "planner" }), "persona"),
+        (json!({ "dir": "/tmp" }), "dir"),
+        (json!({ "pid": 5, "name": "other" }), "name"),
+        (json!({ "status": "idle", "colour": "red" }), "colour"),
+    ] {
+        let problem = assert_problem(
+            app.patch("work", &body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains(field),
+            "{body}: {problem}"
+        );
+    }
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
+    assert_eq!(session_entries(&app), ["work"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn patch_with_an_empty_body_is_422() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+
+    let problem = assert_problem(
+        app.patch("work", &json!({})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("pid") && detail.contains("status"),
+        "{detail}"
+    );
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn patch_with_a_pid_that_is_not_a_positive_integer_is_422() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+
+    for pid in [
+        json!(0),
+        json!(-5),
+        json!(1.5),
+        json!("123"),
+        json!(true),
+        json!([1]),
+    ] {
+        let problem = assert_problem(
+            app.patch("work", &json!({ "pid": pid })).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("pid"),
+            "{pid}: {problem}"
+        );
+    }
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn patch_with_a_null_or_unknown_status_is_422() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+
+    for status in [json!(null), json!("running"), json!("ACTIVE"), json!("")] {
+        let problem = assert_problem(
+            app.patch("work", &json!({ "status": status })).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("status"),
+            "{status}: {problem}"
+        );
+    }
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn patch_with_a_status_that_is_not_a_string_is_422_not_400() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+
+    // Well-formed JSON of the wrong type is an invalid body (422), not malformed JSON.
+    let mut wrong = Vec::new();
+    for status in [json!(1), json!(true), json!(["idle"]), json!({})] {
+        let response = app.patch("work", &json!({ "status": status })).await;
+        if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        } else {
+            wrong.push(format!("status {status} -> {}", response.status()));
+        }
+    }
+    assert_eq!(wrong, Vec::<String>::new(), "bodies not refused with 422");
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn patch_with_a_body_that_is_not_an_object_is_422() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+
+    let mut wrong = Vec::new();
+    for body in [
+        json!([4242]),
+        json!([null, "suspended"]),
+        json!(4242),
+        json!(null),
+    ] {
+        let response = app.patch("work", &body).await;
+        if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        } else {
+            wrong.push(format!("{body} -> {}", response.status()));
+        }
+    }
+    assert_eq!(wrong, Vec::<String>::new(), "bodies not refused with 422");
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn patch_an_unknown_session_is_404() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    assert_problem(
+        app.patch("nope", &json!({ "pid": 1 })).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    assert_eq!(session_entries(&app), Vec::<String>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn delete_moves_the_whole_directory_under_the_archive() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("keep").await;
+    let created = app.created("work").await;
+    let claude = app.session_dir("work").join(".claude").join("projects");
+    std::fs::create_dir_all(&claude).unwrap();
+    std::fs::write(claude.join("history.jsonl"), "{\"turn\": 1}\n").unwrap();
+    let persona_before = std::fs::read(app.session_dir("work").join("persona.json")).unwrap();
+
+    let response = app.delete("/sessions/work").await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(response.bytes().await.unwrap().is_empty());
+
+    assert!(!app.session_dir("work").exists());
+    let archive = app.sessions_dir.join(".archive");
+    let archived = dir_names(&archive);
+    assert_eq!(archived.len(), 1, "{archived:?}");
+    assert!(archived[0].starts_with("work"), "{archived:?}");
+    let moved = archive.join(&archived[0]);
+    assert_eq!(
+        dir_names(&moved),
+        [".claude", "metadata.json", "persona.json"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(moved.join(".claude/projects/history.jsonl")).unwrap(),
+        "{\"turn\": 1}\n"
+    );
+    assert_eq!(
+        read_json(&moved.join("metadata.json")),
+        without_dir(&created)
+    );
+    assert_eq!(
+        std::fs::read(moved.join("persona.json")).unwrap(),
+        persona_before
+    );
+
+    let keep = assert_json(app.get("/sessions/keep").await, StatusCode::OK).await;
+    assert_eq!(app.list_sessions("").await, json!([keep]));
+    assert_problem(app.get("/sessions/work").await, StatusCode::NOT_FOUND).await;
+    assert_problem(app.delete("/sessions/work").await, StatusCode::NOT_FOUND).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn delete_then_create_the_same_name_again() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("work").await;
+    assert_eq!(
+        app.delete("/sessions/work").await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    let again = assert_json(
+        app.create_session("work", Some(json!("research"))).await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    assert_eq!(again["persona"], "research");
+    assert_eq!(dir_names(&app.sessions_dir.join(".archive")).len(), 1);
+    assert_eq!(
+        app.delete("/sessions/work").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(dir_names(&app.sessions_dir.join(".archive")).len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn delete_the_current_session_leaves_none_current() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("other").await;
+    app.created("work").await;
+    app.switched("work").await;
+
+    assert_eq!(
+        app.delete("/sessions/work").await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    let current = assert_json(app.get("/sessions/active").await, StatusCode::OK).await;
+    assert_eq!(current, json!({ "active": null, "session": null }));
+    assert_eq!(
+        read_json(&app.sessions_dir.join(".current.json"))["name"],
+        Value::Null
+    );
+    let cleared = assert_json(app.delete("/sessions/active").await, StatusCode::OK).await;
+    assert_eq!(
+        cleared,
+        json!({ "previous": null, "active": null, "changed": false })
+    );
+    assert_eq!(
+        app.switched("other").await,
+        json!({ "previous": null, "active": "other", "changed": true })
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn delete_an_unknown_session_is_404() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    assert_problem(app.delete("/sessions/nope").await, StatusCode::NOT_FOUND).await;
+
+    assert!(!app.sessions_dir.join(".archive").join("nope").exists());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn get_the_session_persona() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.create_session("brain", Some(json!("brainstorm"))).await;
+
+    let persona = assert_json(app.get("/sessions/brain/persona").await, StatusCode::OK).await;
+
+    assert_eq!(
+        persona,
+        read_json(&app.personas_dir.join("brainstorm.json"))
+    );
+    assert_eq!(
+        persona,
+        read_json(&app.session_dir("brain").join("persona.json"))
+    );
+    assert_problem(
+        app.get("/sessions/nope/persona").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_problem(
+        app.get("/sessions/..%2Fx/persona").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn put_the_session_persona_replaces_it_and_records_custom() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+
+    let stored = assert_json(
+        app.send_json(Method::PUT, "/sessions/work/persona", &custom_persona())
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+
+    assert_eq!(stored, custom_persona());
+    assert_eq!(
+        read_json(&app.session_dir("work").join("persona.json")),
+        custom_persona()
+    );
+    let got = assert_json(app.get("/sessions/work/persona").await, StatusCode::OK).await;
+    assert_eq!(got, custom_persona());
+    let mut expected = created.clone();
+    expected["persona"] = json!("custom");
+    assert_eq!(
+        assert_json(app.get("/sessions/work").await, StatusCode::OK).await,
+        expected
+    );
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&expected));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn put_an_invalid_session_persona_is_422_and_changes_nothing() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let created = app.created("work").await;
+    let before = std::fs::read(app.session_dir("work").join("persona.json")).unwrap();
+    let mut no_name = custom_persona();
+    no_name.as_object_mut().unwrap().remove("name");
+    let mut empty_model = custom_persona();
+    empty_model["settings"]["model"] = json!("");
+    let mut zero_turns = custom_persona();
+    zero_turns["settings"]["max_turns"] = json!(0);
+
+    for body in [
+        no_name,
+        empty_model,
+        zero_turns,
+        json!("default"),
+        json!(["x"]),
+        json!(null),
+    ] {
+        assert_problem(
+            app.send_json(Method::PUT, "/sessions/work/persona", &body)
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+
+    assert_eq!(
+        std::fs::read(app.session_dir("work").join("persona.json")).unwrap(),
+        before
+    );
+    assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn put_the_persona_of_an_unknown_session_is_404() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+
+    assert_problem(
+        app.send_json(Method::PUT, "/sessions/nope/persona", &custom_persona())
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    assert_eq!(session_entries(&app), Vec::<String>::new());
+    app.stop().await;
+}
