@@ -81,7 +81,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Vec<Session>>, ApiError> {
+) -> Result<Response, ApiError> {
     let bad_filter =
         || ApiError::BadFilter("status must be one of 'idle', 'active' or 'suspended'".to_owned());
     let Query(query) = query.map_err(|_| bad_filter())?;
@@ -89,7 +89,8 @@ pub async fn list(
         None => None,
         Some(raw) => Some(Status::parse(raw).ok_or_else(bad_filter)?),
     };
-    Ok(Json(state.store.list(status)))
+    let body = state.store.list_json(status);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 pub async fn get(

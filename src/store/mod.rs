@@ -23,6 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -200,6 +201,9 @@ pub struct StoreHealth {
 struct Shared {
     dir: PathBuf,
     index: RwLock<Index>,
+    /// `GET /sessions` in its JSON form, one slot per filter, each tagged with the
+    /// sequence number it was built at: rebuilt on the first list after a change.
+    list_cache: Mutex<[Option<(u64, Bytes)>; 4]>,
     writer: Mutex<()>,
     events: broadcast::Sender<Change>,
     _lock: DirLock,
@@ -238,6 +242,7 @@ impl Store {
                     skipped: scan.skipped,
                     last_write_error: None,
                 }),
+                list_cache: Mutex::default(),
                 writer: Mutex::new(()),
                 events,
                 _lock: lock,
@@ -274,20 +279,53 @@ impl Store {
 
     /// All sessions, most recently active first (ties by name), optionally filtered.
     pub fn list(&self, status: Option<Status>) -> Vec<Session> {
-        let mut entries: Vec<Arc<Entry>> = self
-            .index()
+        self.snapshot(status).1
+    }
+
+    /// [`Store::list`] as a JSON array, served from a cache that every change
+    /// invalidates (the sequence number moves), so a list never shows less than what
+    /// was acknowledged before it was asked for.
+    pub fn list_json(&self, status: Option<Status>) -> Bytes {
+        let slot = status.map_or(0, |s| s as usize + 1);
+        let seq = self.index().seq;
+        let cached = self.list_cache()[slot].clone();
+        if let Some((_, body)) = cached.filter(|(at, _)| *at == seq) {
+            return body;
+        }
+        let (seq, sessions) = self.snapshot(status);
+        let body = Bytes::from(serde_json::to_vec(&sessions).expect("sessions serialise"));
+        let mut cache = self.list_cache();
+        if cache[slot].as_ref().is_none_or(|(at, _)| *at < seq) {
+            cache[slot] = Some((seq, body.clone()));
+        }
+        body
+    }
+
+    fn list_cache(&self) -> MutexGuard<'_, [Option<(u64, Bytes)>; 4]> {
+        self.shared
+            .list_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sorted, filtered sessions and the sequence number they are current at.
+    fn snapshot(&self, status: Option<Status>) -> (u64, Vec<Session>) {
+        let index = self.index();
+        let seq = index.seq;
+        let mut entries: Vec<Arc<Entry>> = index
             .sessions
             .values()
             .filter(|e| status.is_none_or(|s| e.metadata.status == s))
             .cloned()
             .collect();
+        drop(index);
         entries.sort_unstable_by(|a, b| {
             b.metadata
                 .last_active
                 .cmp(&a.metadata.last_active)
                 .then_with(|| a.metadata.name.cmp(&b.metadata.name))
         });
-        entries.into_iter().map(|e| self.session(e)).collect()
+        (seq, entries.into_iter().map(|e| self.session(e)).collect())
     }
 
     /// The current session, if any.
