@@ -7,8 +7,6 @@
 //! `kill -9` would), `eio` or `enospc` (the write fails with that error), and `n` (1 by
 //! default) says on which hit of that step it fires. Example: `renamed=crash@3`.
 
-use std::io;
-
 /// A step of a durable write, in the order they happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -37,7 +35,7 @@ impl Step {
 
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
-pub fn hit(_step: Step) -> io::Result<()> {
+pub fn hit(_step: Step) -> std::io::Result<()> {
     Ok(())
 }
 

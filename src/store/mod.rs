@@ -249,8 +249,10 @@ impl Store {
             }),
         };
         let mut tx = store.begin();
-        recover::repair(&mut tx, scan.pointer.is_some())?;
+        let repaired = recover::repair(&mut tx, scan.pointer.is_some());
+        tx.publish();
         drop(tx);
+        repaired?;
         Ok(store)
     }
 
@@ -446,6 +448,9 @@ impl Store {
             let mut tx = store.begin();
             let start = std::time::Instant::now();
             let result = tx.settle().and_then(|()| f(&mut tx));
+            // Published even on failure: what did reach the disk must be in the index,
+            // so that the next write settles it.
+            tx.publish();
             metrics().observe_store(operation, start.elapsed());
             tx.record_outcome(&result);
             result
@@ -455,9 +460,14 @@ impl Store {
     }
 
     fn begin(&self) -> Tx<'_> {
+        let writer = self.shared.writer.lock().unwrap_or_else(|e| e.into_inner());
         Tx {
             shared: &self.shared,
-            _writer: self.shared.writer.lock().unwrap_or_else(|e| e.into_inner()),
+            seq: self.index().seq + 1,
+            _writer: writer,
+            sessions: HashMap::new(),
+            pointer: None,
+            changes: Vec::new(),
         }
     }
 }
@@ -475,11 +485,19 @@ fn lookup(index: &Index, name: &Name) -> Result<Arc<Entry>, StoreError> {
     }
 }
 
-/// A write transaction: holds the writer mutex, so the index it reads cannot change
-/// under it except through its own [`Tx::commit`].
+/// A write transaction. It holds the writer mutex, so nothing else changes the index
+/// while it runs. What it writes durably is staged here and becomes visible to readers
+/// all at once, in [`Tx::publish`]: a reader sees a switch, which writes three files,
+/// either not at all or whole.
 struct Tx<'a> {
     shared: &'a Shared,
     _writer: MutexGuard<'a, ()>,
+    /// The sequence number this transaction publishes at (the version of what it writes).
+    seq: u64,
+    /// Sessions written (`Some`) or removed (`None`), not yet published.
+    sessions: HashMap<Name, Option<Arc<Entry>>>,
+    pointer: Option<Pointer>,
+    changes: Vec<(ChangeKind, Option<Name>)>,
 }
 
 impl Tx<'_> {
@@ -487,36 +505,65 @@ impl Tx<'_> {
         self.shared.index.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A session as this transaction sees it: its own writes first, then the index.
     fn get(&self, name: &Name) -> Result<Arc<Entry>, StoreError> {
-        lookup(&self.index(), name)
+        match self.sessions.get(name) {
+            Some(Some(entry)) => Ok(entry.clone()),
+            Some(None) => Err(StoreError::NotFound(name.clone())),
+            None => lookup(&self.index(), name),
+        }
     }
 
     fn pointer(&self) -> Pointer {
-        self.index().pointer.clone()
+        match &self.pointer {
+            Some(pointer) => pointer.clone(),
+            None => self.index().pointer.clone(),
+        }
     }
 
     fn session_dir(&self, name: &Name) -> PathBuf {
         self.shared.dir.join(name)
     }
 
-    /// Publishes a durable change to the index and to subscribers: every change to the
-    /// store's state passes through here, after its files are on disk.
-    fn commit(
-        &mut self,
-        kind: ChangeKind,
-        name: Option<&Name>,
-        apply: impl FnOnce(&mut Index, u64),
-    ) {
-        let mut index = self.shared.index.write().unwrap_or_else(|e| e.into_inner());
-        index.seq += 1;
-        let seq = index.seq;
-        apply(&mut index, seq);
-        drop(index);
-        let _ = self.shared.events.send(Change {
-            seq,
-            kind,
-            name: name.cloned(),
+    /// Stages a session's new state, after its files are durable.
+    fn stage(&mut self, kind: ChangeKind, metadata: Metadata) -> Arc<Entry> {
+        let entry = Arc::new(Entry {
+            metadata,
+            version: self.seq,
         });
+        let name = entry.metadata.name.clone();
+        self.sessions.insert(name.clone(), Some(entry.clone()));
+        self.changes.push((kind, Some(name)));
+        entry
+    }
+
+    /// Makes what this transaction wrote visible to readers, in one step, and announces
+    /// it: every change to the store's state passes through here, after its files are
+    /// on disk.
+    fn publish(&mut self) {
+        if self.changes.is_empty() {
+            return;
+        }
+        let mut index = self.shared.index.write().unwrap_or_else(|e| e.into_inner());
+        index.seq = self.seq;
+        for (name, entry) in self.sessions.drain() {
+            match entry {
+                Some(entry) => index.sessions.insert(name, entry),
+                None => index.sessions.remove(&name),
+            };
+        }
+        if let Some(pointer) = self.pointer.take() {
+            index.pointer = pointer;
+        }
+        drop(index);
+        for (kind, name) in self.changes.drain(..) {
+            let _ = self.shared.events.send(Change {
+                seq: self.seq,
+                kind,
+                name,
+            });
+        }
+        self.seq += 1;
     }
 
     fn write_metadata(
@@ -526,19 +573,7 @@ impl Tx<'_> {
     ) -> Result<Arc<Entry>, StoreError> {
         let dir = self.session_dir(&metadata.name);
         fsio::replace_file(&dir, METADATA_FILE, &fsio::to_json_bytes(&metadata)?)?;
-        let name = metadata.name.clone();
-        let mut published = None;
-        self.commit(kind, Some(&name), |index, seq| {
-            let entry = Arc::new(Entry {
-                metadata,
-                version: seq,
-            });
-            index
-                .sessions
-                .insert(entry.metadata.name.clone(), entry.clone());
-            published = Some(entry);
-        });
-        Ok(published.expect("commit runs its closure"))
+        Ok(self.stage(kind, metadata))
     }
 
     fn write_pointer(&mut self, pointer: Pointer) -> Result<(), StoreError> {
@@ -547,10 +582,9 @@ impl Tx<'_> {
             CURRENT_FILE,
             &fsio::to_json_bytes(&pointer)?,
         )?;
-        let name = pointer.name.clone();
-        self.commit(ChangeKind::CurrentChanged, name.as_ref(), |index, _| {
-            index.pointer = pointer;
-        });
+        self.changes
+            .push((ChangeKind::CurrentChanged, pointer.name.clone()));
+        self.pointer = Some(pointer);
         Ok(())
     }
 
@@ -636,16 +670,7 @@ impl Tx<'_> {
             }
             other => other?,
         }
-        let mut published = None;
-        self.commit(ChangeKind::Created, Some(&name), |index, seq| {
-            let entry = Arc::new(Entry {
-                metadata,
-                version: seq,
-            });
-            index.sessions.insert(name.clone(), entry.clone());
-            published = Some(entry);
-        });
-        Ok(published.expect("commit runs its closure"))
+        Ok(self.stage(ChangeKind::Created, metadata))
     }
 
     fn update(&mut self, name: &Name, patch: Patch) -> Result<Arc<Entry>, StoreError> {
@@ -686,9 +711,8 @@ impl Tx<'_> {
         let archived = archive.join(format!("{name}.{}", Timestamp::now().compact()));
         fsio::move_dir(&self.session_dir(name), &archived)?;
         tracing::info!(session = %name, archived = %archived.display(), "session archived");
-        self.commit(ChangeKind::Deleted, Some(name), |index, _| {
-            index.sessions.remove(name);
-        });
+        self.sessions.insert(name.clone(), None);
+        self.changes.push((ChangeKind::Deleted, Some(name.clone())));
         if self.pointer().name.as_ref() == Some(name) {
             self.write_pointer(Pointer::default())?;
         }
