@@ -86,6 +86,7 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".to_owned()).into_response()
         }))
+        .layer(middleware::map_response(timeout_as_problem))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -125,6 +126,20 @@ async fn track(req: Request, next: Next) -> Response {
     };
     let response = next.run(req).await;
     metrics().observe_request(&route, &method, response.status().as_u16(), start.elapsed());
+    response
+}
+
+/// The timeout layer answers a bare 408; every error is a problem document.
+async fn timeout_as_problem(response: Response) -> Response {
+    if response.status() == StatusCode::REQUEST_TIMEOUT
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return ApiError::Timeout(format!(
+            "the request was not completed within {} seconds; send it again, faster",
+            REQUEST_TIMEOUT.as_secs()
+        ))
+        .into_response();
+    }
     response
 }
 
@@ -196,4 +211,21 @@ pub async fn serve_router(
         tracing::warn!("shutdown grace period over; closing the remaining connections");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bare_timeout_becomes_a_problem() {
+        let response = timeout_as_problem(StatusCode::REQUEST_TIMEOUT.into_response()).await;
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            crate::error::PROBLEM_JSON
+        );
+        let ok = timeout_as_problem(StatusCode::OK.into_response()).await;
+        assert!(!ok.headers().contains_key(header::CONTENT_TYPE));
+    }
 }

@@ -284,9 +284,22 @@ pub fn from_json_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
 /// A non-negative integer, with a message that speaks of the value, not of Rust types.
 fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     let value = Value::deserialize(deserializer)?;
-    value.as_u64().ok_or_else(|| {
-        serde::de::Error::custom(format!("must be a positive integer (got {value})"))
-    })
+    as_integer(&value)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("must be a positive integer (got {value})"))
+        })
+}
+
+/// The integer a JSON number stands for, accepting `25.0` as JSON Schema does (an
+/// integer is a number with no fractional part, however it is written).
+pub fn as_integer(value: &Value) -> Option<i64> {
+    if let Some(n) = value.as_i64() {
+        return Some(n);
+    }
+    let f = value.as_f64()?;
+    // The bounds keep the cast exact: i64::MAX itself is not representable as f64.
+    (f.fract() == 0.0 && f >= -9.0e18 && f <= 9.0e18).then_some(f as i64)
 }
 
 impl Persona {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::extract::{Json, SessionName};
-use crate::model::{CUSTOM_PERSONA, Name, Persona, Status};
+use crate::model::{CUSTOM_PERSONA, Name, Persona, Status, as_integer};
 use crate::personas::DEFAULT_KEY;
 use crate::state::AppState;
 use crate::store::{Patch, Session};
@@ -103,10 +103,24 @@ pub async fn get(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_pid")]
     pid: Option<Option<i64>>,
     #[serde(default, deserialize_with = "present")]
     status: Option<Option<Status>>,
+}
+
+/// Like [`present`], for an integer that may be written `4242.0`.
+fn present_pid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(Some(None)),
+        Some(value) => as_integer(&value)
+            .map(|pid| Some(Some(pid)))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "must be a positive integer or null (got {value})"
+                ))
+            }),
+    }
 }
 
 /// Tells a field set to null (`Some(None)`) from a field left out (`None`).

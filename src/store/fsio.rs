@@ -75,6 +75,15 @@ fn write_temp_and_rename(temp: &Path, target: &Path, bytes: &[u8]) -> io::Result
     failpoint::hit(Step::Renamed)
 }
 
+/// Moves `dir/from`, a file that is already durable, over `dir/to`, then fsyncs the
+/// directory.
+pub fn move_file(dir: &Path, from: &str, to: &str) -> io::Result<()> {
+    fs::rename(dir.join(from), dir.join(to))?;
+    failpoint::hit(Step::Renamed)?;
+    sync_dir(dir)?;
+    failpoint::hit(Step::DirSynced)
+}
+
 /// Creates `dir/file_name` with `bytes` durably, never replacing an existing file.
 /// Returns `false` (and writes nothing) when the file already exists.
 pub fn create_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<bool> {

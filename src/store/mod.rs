@@ -34,6 +34,9 @@ use lock::DirLock;
 
 pub const METADATA_FILE: &str = "metadata.json";
 pub const PERSONA_FILE: &str = "persona.json";
+/// A replacement `persona.json`, durable but not in effect until the metadata that says
+/// "custom" is (see [`Tx::replace_persona`]).
+pub const PENDING_PERSONA_FILE: &str = ".pending-persona.json";
 /// Where deleted sessions are moved, whole.
 pub const ARCHIVE_DIR: &str = ".archive";
 /// Which session is current, and the intent of the last switch (see [`Pointer`]).
@@ -117,8 +120,19 @@ impl Serialize for Session {
             metadata: &'a Metadata,
             dir: &'a Path,
         }
+        let metadata = &self.entry.metadata;
+        if metadata.extra.contains_key("dir") {
+            // A stored `dir` (someone else's field) would shadow the computed one.
+            let mut shown = metadata.clone();
+            shown.extra.remove("dir");
+            return View {
+                metadata: &shown,
+                dir: &self.dir,
+            }
+            .serialize(serializer);
+        }
         View {
-            metadata: &self.entry.metadata,
+            metadata,
             dir: &self.dir,
         }
         .serialize(serializer)
@@ -353,7 +367,10 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        Persona::from_value(value.clone())
+            .map_err(|e| corrupt(format!("not a valid persona: {e}")))?;
+        Ok(value)
     }
 
     pub fn health(&self) -> StoreHealth {
@@ -451,6 +468,9 @@ impl Store {
             // Published even on failure: what did reach the disk must be in the index,
             // so that the next write settles it.
             tx.publish();
+            if result.as_ref().is_err_and(StoreError::is_storage_failure) {
+                tx.resync();
+            }
             metrics().observe_store(operation, start.elapsed());
             tx.record_outcome(&result);
             result
@@ -762,19 +782,73 @@ impl Tx<'_> {
         })
     }
 
+    /// Two files change, so the new persona is first staged beside the old one; the
+    /// metadata that says "custom" is the commit point; then the persona moves into
+    /// place. Start-up finishes a staged persona whose metadata says "custom" and drops
+    /// any other, so a crash leaves the replacement whole or absent, never a custom
+    /// persona under metadata that names a library key.
     fn replace_persona(&mut self, name: &Name, persona: &Persona) -> Result<Value, StoreError> {
         let entry = self.get(name)?;
         let stored =
             serde_json::to_value(persona).map_err(|e| StoreError::Internal(e.to_string()))?;
-        fsio::replace_file(
-            &self.session_dir(name),
-            PERSONA_FILE,
-            &fsio::to_json_bytes(&stored)?,
-        )?;
+        let dir = self.session_dir(name);
+        fsio::replace_file(&dir, PENDING_PERSONA_FILE, &fsio::to_json_bytes(&stored)?)?;
         let mut metadata = entry.metadata.clone();
         metadata.persona = Some(CUSTOM_PERSONA.to_owned());
         self.write_metadata(metadata, ChangeKind::PersonaReplaced)?;
+        fsio::move_file(&dir, PENDING_PERSONA_FILE, PERSONA_FILE)?;
         Ok(stored)
+    }
+
+    /// After a storage failure the disk can hold more than the transaction published:
+    /// a step that fails after its rename (the fsync of the directory, or the next file
+    /// of a switch) leaves the renamed file in place. Reads must still say what is on
+    /// disk, and a switch committed there must not stay half done, so read the
+    /// directory again and settle it, both at best: the storage is failing.
+    fn resync(&mut self) {
+        let scan = match recover::scan(&self.shared.dir) {
+            Ok(scan) => scan,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the sessions directory again after a failed write");
+                return;
+            }
+        };
+        let index = self.index();
+        let gone: Vec<Name> = index
+            .sessions
+            .keys()
+            .filter(|n| !scan.sessions.contains_key(*n) && !scan.skipped.contains_key(n.as_str()))
+            .cloned()
+            .collect();
+        let changed: Vec<(ChangeKind, Metadata)> = scan
+            .sessions
+            .values()
+            .filter_map(|e| match index.sessions.get(&e.metadata.name) {
+                None => Some((ChangeKind::Created, e.metadata.clone())),
+                Some(old) if old.metadata != e.metadata => {
+                    Some((ChangeKind::Updated, e.metadata.clone()))
+                }
+                Some(_) => None,
+            })
+            .collect();
+        let pointer = scan.pointer.filter(|p| *p != index.pointer);
+        drop(index);
+        for name in gone {
+            self.sessions.insert(name.clone(), None);
+            self.changes.push((ChangeKind::Deleted, Some(name)));
+        }
+        for (kind, metadata) in changed {
+            self.stage(kind, metadata);
+        }
+        if let Some(pointer) = pointer {
+            self.changes
+                .push((ChangeKind::CurrentChanged, pointer.name.clone()));
+            self.pointer = Some(pointer);
+        }
+        if let Err(e) = self.settle() {
+            tracing::warn!(error = %e, "cannot settle the store after a failed write");
+        }
+        self.publish();
     }
 
     /// Remembers whether the storage took the last write, for `/healthz`.

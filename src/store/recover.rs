@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    CURRENT_FILE, Entry, METADATA_FILE, PERSONA_FILE, Pointer, Skipped, StoreError, Tx, fsio,
-    lock::LOCK_FILE,
+    CURRENT_FILE, Entry, METADATA_FILE, PENDING_PERSONA_FILE, PERSONA_FILE, Pointer, Skipped,
+    StoreError, Tx, fsio, lock::LOCK_FILE,
 };
-use crate::model::{Metadata, Name, Status};
+use crate::model::{CUSTOM_PERSONA, Metadata, Name, Status};
 
 /// Entries of the sessions directory that belong to the store itself.
 const OWN_ENTRIES: [&str; 3] = [LOCK_FILE, CURRENT_FILE, super::ARCHIVE_DIR];
@@ -96,13 +96,32 @@ fn read_session(path: &Path, file_name: &str) -> Result<Metadata, String> {
         ));
     }
     // A rewrite interrupted inside the session leaves its temp file, under a fixed name.
-    for file in [METADATA_FILE, PERSONA_FILE] {
+    for file in [METADATA_FILE, PERSONA_FILE, PENDING_PERSONA_FILE] {
         let temp = path.join(fsio::temp_name(file));
         if fs::remove_file(&temp).is_ok() {
             tracing::warn!(path = %temp.display(), "removed a temporary file left by an interrupted write");
         }
     }
+    settle_persona(path, &metadata)
+        .map_err(|e| format!("an interrupted persona replacement cannot be settled: {e}"))?;
     Ok(metadata)
+}
+
+/// A persona replacement stages the new persona and commits by writing metadata that
+/// says "custom" (`Tx::replace_persona`): finish one that was committed, drop one that
+/// was not.
+fn settle_persona(dir: &Path, metadata: &Metadata) -> std::io::Result<()> {
+    let pending = dir.join(PENDING_PERSONA_FILE);
+    if fs::symlink_metadata(&pending).is_err() {
+        return Ok(());
+    }
+    if metadata.persona.as_deref() == Some(CUSTOM_PERSONA) {
+        tracing::warn!(path = %pending.display(), "finishing an interrupted persona replacement");
+        fsio::move_file(dir, PENDING_PERSONA_FILE, PERSONA_FILE)
+    } else {
+        tracing::warn!(path = %pending.display(), "dropping a persona replacement that was not committed");
+        fs::remove_file(&pending)
+    }
 }
 
 fn remove_temp(path: &Path) {

@@ -702,3 +702,41 @@ async fn stray_temporary_entries_inside_a_session_are_removed_on_start() {
     assert_only_good_is_served(&app).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_stored_dir_field_never_shadows_the_computed_one() {
+    let dirs = Dirs::new();
+    let mut metadata = good_session(&dirs.sessions());
+    metadata["dir"] = json!("/somewhere/else");
+    write_python_json(&dirs.sessions().join("good/metadata.json"), &metadata);
+    let app = TestApp::spawn(&dirs).await;
+
+    let text = app.get("/sessions/good").await.text().await.unwrap();
+    assert_eq!(text.matches("\"dir\"").count(), 1, "{text}");
+    let served: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(served["dir"], json!(app.session_dir("good")));
+    // Kept on disk as it was: it is someone else's field.
+    assert_eq!(app.metadata_on_disk("good")["dir"], "/somewhere/else");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_persona_that_is_not_a_valid_persona_is_409_and_kept() {
+    let dirs = Dirs::new();
+    good_session(&dirs.sessions());
+    let persona_path = dirs.sessions().join("good/persona.json");
+    for bad in ["{}", "[1, 2]", "{\"name\": \"x\"", ""] {
+        std::fs::write(&persona_path, bad).unwrap();
+        let app = TestApp::spawn(&dirs).await;
+        let problem = assert_problem(
+            app.get("/sessions/good/persona").await,
+            StatusCode::CONFLICT,
+        )
+        .await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("good/persona.json"), "{detail}");
+        assert!(detail.contains("corrupt"), "{detail}");
+        assert_eq!(std::fs::read_to_string(&persona_path).unwrap(), bad);
+        app.stop().await;
+    }
+}

@@ -1145,3 +1145,32 @@ async fn put_the_persona_of_an_unknown_session_is_404() {
     assert_eq!(session_entries(&app), Vec::<String>::new());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn integers_written_with_a_zero_fraction_are_integers() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let mut persona = custom_persona();
+    persona["settings"]["max_turns"] = json!(25.0);
+    assert_eq!(
+        app.create_session("work", Some(persona)).await.status(),
+        StatusCode::CREATED
+    );
+    let stored = read_json(&app.session_dir("work").join("persona.json"));
+    assert_eq!(stored["settings"]["max_turns"], json!(25));
+
+    let response = app.patch("work", &json!({ "pid": 4242.0 })).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(app.metadata_on_disk("work")["pid"], json!(4242));
+
+    let problem = assert_problem(
+        app.patch("work", &json!({ "pid": 42.5 })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(
+        problem["detail"],
+        "pid: must be a positive integer or null (got 42.5)"
+    );
+    app.stop().await;
+}
