@@ -282,10 +282,13 @@ pub fn from_json_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
 }
 
 /// A non-negative integer, with a message that speaks of the value, not of Rust types.
+/// The whole `u64` range is read (the contract's `maximum` for `max_turns`), not only
+/// the part an `i64` holds.
 fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     let value = Value::deserialize(deserializer)?;
-    as_integer(&value)
-        .and_then(|n| u64::try_from(n).ok())
+    value
+        .as_u64()
+        .or_else(|| as_integer(&value).and_then(|n| u64::try_from(n).ok()))
         .ok_or_else(|| {
             serde::de::Error::custom(format!("must be a positive integer (got {value})"))
         })
@@ -299,7 +302,7 @@ pub fn as_integer(value: &Value) -> Option<i64> {
     }
     let f = value.as_f64()?;
     // The bounds keep the cast exact: i64::MAX itself is not representable as f64.
-    (f.fract() == 0.0 && f >= -9.0e18 && f <= 9.0e18).then_some(f as i64)
+    (f.fract() == 0.0 && (-9.0e18..=9.0e18).contains(&f)).then_some(f as i64)
 }
 
 impl Persona {

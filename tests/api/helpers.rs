@@ -451,3 +451,554 @@ pub fn assert_raw_problem(response: &RawResponse, status: u16, context: &str) ->
     );
     body
 }
+
+// ---- The real binary, for the crash, failpoint and durability tests.
+//
+// A generalisation of `binary.rs`'s private `Process`/`Server`: the command may be
+// wrapped (strace) or carry failpoints, the process may be killed before it listens,
+// and `check_store` looks at a running instance and its directory from outside.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_session-manager");
+/// How long a debug build may take to start and say where it listens.
+pub const BINARY_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Every HTTP exchange with a spawned binary is bounded by this.
+pub const BINARY_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A command for the binary with a clean environment (plain-text logs at info level)
+/// serving `sessions` and `personas` on a free loopback port.
+pub fn binary_command(sessions: &Path, personas: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.args(binary_serve_args(sessions, personas));
+    binary_env(&mut command);
+    command
+}
+
+/// The arguments that serve `sessions` and `personas` on `127.0.0.1:0`.
+pub fn binary_serve_args(sessions: &Path, personas: &Path) -> Vec<std::ffi::OsString> {
+    vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--sessions-dir".into(),
+        sessions.into(),
+        "--personas-dir".into(),
+        personas.into(),
+    ]
+}
+
+/// A clean environment for the binary (or a wrapper of it): no inherited token,
+/// directories or failpoints.
+pub fn binary_env(command: &mut Command) {
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+}
+
+/// Removes terminal colour sequences, in case NO_COLOR is ignored.
+pub fn strip_ansi_codes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A spawned process whose stderr is read line by line on a thread; killed on drop.
+pub struct BinaryProcess {
+    child: Child,
+    lines: Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    exit: Option<ExitStatus>,
+}
+
+impl BinaryProcess {
+    pub fn spawn(command: &mut Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let line = strip_ansi_codes(&line);
+                sink.lock().unwrap().push(line.clone());
+                // The receiver may be gone (nobody waits for lines any more): keep
+                // draining, so the process never blocks on a full pipe.
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            log,
+            exit: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it wrote on stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits, at most `timeout`, for a stderr line containing `needle`; `Err` with the
+    /// log when the process ended (or the time ran out) before it.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "no line with {needle:?} within {timeout:?}; stderr:\n{}",
+                        self.log()
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.wait_exit(Duration::from_secs(5));
+                    return Err(format!(
+                        "exited ({status:?}) before a line with {needle:?}; stderr:\n{}",
+                        self.log()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Waits, at most `timeout`, for the process to end; its stderr reaching end of
+    /// file is the signal, so no polling. Panics when it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(status) = self.exit {
+            return status;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(_) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "pid {} still running after {timeout:?}; stderr:\n{}",
+                        self.pid(),
+                        self.log()
+                    );
+                }
+            }
+        }
+        let status = self.child.wait().expect("wait for the binary");
+        self.exit = Some(status);
+        status
+    }
+
+    /// `kill -9`, and waits for it to be gone (so its directory lock is released).
+    pub fn kill(&mut self) -> ExitStatus {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+        }
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    /// Sends `signal` (a name such as `TERM`) to `pid` with `kill(1)`.
+    pub fn signal_pid(pid: u32, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+}
+
+impl Drop for BinaryProcess {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A spawned binary that said where it listens, with a client bounded in time.
+pub struct BinaryServer {
+    pub process: BinaryProcess,
+    pub addr: SocketAddr,
+    pub client: Client,
+    /// What it logged before it listened: the scan and every start-up repair.
+    pub startup_log: Vec<String>,
+}
+
+impl BinaryServer {
+    /// Spawns the command and waits for its "listening on ADDR" line.
+    pub fn start(command: &mut Command) -> Self {
+        Self::try_start(command).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_start(command: &mut Command) -> Result<Self, String> {
+        let mut process = BinaryProcess::spawn(command);
+        let line = process.wait_for_line("listening on ", BINARY_START_TIMEOUT)?;
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.trim_matches(|c| c == '"' || c == ',').parse().ok())
+            .ok_or_else(|| format!("no address in {line:?}"))?;
+        let startup_log = process.log_lines();
+        Ok(Self {
+            process,
+            addr,
+            client: bounded_client(),
+            startup_log,
+        })
+    }
+
+    /// Whether start-up logged a warning: each repair of what a crash left is one.
+    pub fn startup_repaired(&self) -> bool {
+        self.startup_log.iter().any(|line| line.contains(" WARN "))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// A request whose answer is read whole; `Err` when the exchange failed.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok((status, value))
+    }
+
+    /// A request that must get an answer (any status).
+    pub async fn must(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let what = format!("{method} {path}");
+        self.call(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}; stderr:\n{}", self.process.log()))
+    }
+
+    /// `GET path`, asserted 200.
+    pub async fn get_ok(&self, path: &str) -> Value {
+        let (status, body) = self.must(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+}
+
+/// A client whose every request is bounded in time.
+pub fn bounded_client() -> Client {
+    Client::builder()
+        .timeout(BINARY_REQUEST_TIMEOUT)
+        .connect_timeout(BINARY_REQUEST_TIMEOUT)
+        .build()
+        .expect("build a client")
+}
+
+/// Copies a directory tree (files and directories only), as a template for a test.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Every entry under `dir` (recursively, `.archive` excepted) whose name starts with
+/// the store's temp prefix.
+pub fn temp_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") {
+            found.push(entry.path());
+        } else if name != ".archive" && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(temp_entries(&entry.path()));
+        }
+    }
+    found
+}
+
+/// A session as the service serves it and as it is on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSeen {
+    /// `metadata.json`, as served without `dir` (checked equal to the file).
+    pub metadata: Value,
+    /// `persona.json`, as served (checked equal to the file).
+    pub persona: Value,
+}
+
+/// What `check_store` saw.
+#[derive(Debug, Clone, Default)]
+pub struct StoreSeen {
+    pub sessions: BTreeMap<String, SessionSeen>,
+    pub current: Option<String>,
+    pub health: Value,
+}
+
+/// The persona library on disk, by key.
+pub fn library_on_disk(personas: &Path) -> BTreeMap<String, Value> {
+    let mut library = BTreeMap::new();
+    for entry in std::fs::read_dir(personas).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let key = path.file_stem().unwrap().to_string_lossy().into_owned();
+            library.insert(key, read_json(&path));
+        }
+    }
+    library
+}
+
+/// Checks a running instance against SPEC §1, §3 and §6 from outside, through its API
+/// and its directory; returns what it saw and every violation, described.
+///
+/// - `/healthz` answers 200 and skips nothing;
+/// - the sessions served are exactly the session directories on disk, each with a
+///   `metadata.json` that parses, names its own directory and equals what is served,
+///   and a valid `persona.json` that agrees with `metadata.persona` (a library key's
+///   persona, or the default one for null);
+/// - no temporary entry, and nothing but `.claude` beside the two files;
+/// - at most one session `active`, and it is the current one; the current one is
+///   listed and not `suspended`; `.current.json` names what is served as current.
+pub async fn check_store(
+    server: &BinaryServer,
+    sessions_dir: &Path,
+    personas_dir: &Path,
+) -> (StoreSeen, Vec<String>) {
+    let mut seen = StoreSeen::default();
+    let mut violations = Vec::new();
+    let mut fail = |v: String| violations.push(v);
+    let get = |path: String| async move {
+        server
+            .call(Method::GET, &path, None)
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))
+    };
+
+    match get("/healthz".into()).await {
+        Ok((StatusCode::OK, health)) => {
+            if health["skipped"].as_array().is_none_or(|s| !s.is_empty()) {
+                fail(format!("/healthz skips entries: {}", health["skipped"]));
+            }
+            seen.health = health;
+        }
+        Ok((status, body)) => fail(format!("/healthz answered {status}: {body}")),
+        Err(e) => fail(e),
+    }
+    let listed = match get("/sessions".into()).await {
+        Ok((StatusCode::OK, Value::Array(list))) => list,
+        other => {
+            fail(format!("GET /sessions: {other:?}"));
+            Vec::new()
+        }
+    };
+    let current = match get("/sessions/active".into()).await {
+        Ok((StatusCode::OK, body)) => body["active"].as_str().map(str::to_owned),
+        other => {
+            fail(format!("GET /sessions/active: {other:?}"));
+            None
+        }
+    };
+    seen.current = current.clone();
+
+    for temp in temp_entries(sessions_dir) {
+        fail(format!("a temporary entry is left: {}", temp.display()));
+    }
+    let library = library_on_disk(personas_dir);
+    let mut on_disk = Vec::new();
+    for entry in std::fs::read_dir(sessions_dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            on_disk.push(name);
+        }
+    }
+    on_disk.sort();
+    let mut served: Vec<String> = listed
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
+        .collect();
+    served.sort();
+    if served != on_disk {
+        fail(format!(
+            "served sessions {served:?} are not the session directories on disk {on_disk:?}"
+        ));
+    }
+
+    let mut active = Vec::new();
+    for listed in &listed {
+        let Some(name) = listed["name"].as_str() else {
+            fail(format!("a listed session has no name: {listed}"));
+            continue;
+        };
+        let dir = sessions_dir.join(name);
+        let metadata: Value = match std::fs::read(dir.join("metadata.json"))
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(m) => m,
+            Err(e) => {
+                fail(format!("{name}/metadata.json does not parse: {e}"));
+                continue;
+            }
+        };
+        if metadata["name"] != name {
+            fail(format!("{name}/metadata.json names {}", metadata["name"]));
+        }
+        let mut served_metadata = listed.clone();
+        served_metadata.as_object_mut().unwrap().remove("dir");
+        if served_metadata != metadata {
+            fail(format!(
+                "{name}: served {served_metadata} but metadata.json holds {metadata}"
+            ));
+        }
+        for extra in dir_names(&dir) {
+            if extra.starts_with('.') && extra != ".claude" {
+                fail(format!("{name}/{extra} is left beside the session's files"));
+            }
+        }
+        let persona = match std::fs::read(dir.join("persona.json"))
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                fail(format!("{name}/persona.json does not parse: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) = session_manager::model::Persona::from_value(persona.clone()) {
+            fail(format!("{name}/persona.json is not a valid persona: {e}"));
+        }
+        match get(format!("/sessions/{name}/persona")).await {
+            Ok((StatusCode::OK, p)) if p == persona => {}
+            other => fail(format!(
+                "{name}: persona served {other:?}, on disk {persona}"
+            )),
+        }
+        let expected = match &metadata["persona"] {
+            Value::Null => library.get("default"),
+            Value::String(key) if key == "custom" => None,
+            Value::String(key) => match library.get(key) {
+                Some(p) => Some(p),
+                None => {
+                    fail(format!(
+                        "{name}: metadata names persona {key:?}, not in the library"
+                    ));
+                    None
+                }
+            },
+            other => {
+                fail(format!("{name}: metadata persona is {other}"));
+                None
+            }
+        };
+        if expected.is_some_and(|p| *p != persona) {
+            fail(format!(
+                "{name}: metadata says persona {} but persona.json is {:?} (half a replacement?)",
+                metadata["persona"], persona["description"]
+            ));
+        }
+        let status = metadata["status"].as_str().unwrap_or_default().to_owned();
+        if !["idle", "active", "suspended"].contains(&status.as_str()) {
+            fail(format!("{name}: status {status:?}"));
+        }
+        if status == "active" {
+            active.push(name.to_owned());
+        }
+        if current.as_deref() == Some(name) && status == "suspended" {
+            fail(format!("{name} is current but suspended"));
+        }
+        seen.sessions
+            .insert(name.to_owned(), SessionSeen { metadata, persona });
+    }
+    if active.len() > 1 {
+        fail(format!("more than one session is active: {active:?}"));
+    }
+    if let Some(name) = active
+        .first()
+        .filter(|a| current.as_deref() != Some(a.as_str()))
+    {
+        fail(format!(
+            "{name} is active but the current session is {current:?}"
+        ));
+    }
+    if let Some(current) = current.as_ref().filter(|c| !seen.sessions.contains_key(*c)) {
+        fail(format!("the current session {current} is not listed"));
+    }
+    let pointer = std::fs::read(sessions_dir.join(".current.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    match pointer {
+        Some(p) if p["name"].as_str() == current.as_deref() => {}
+        other => fail(format!(
+            ".current.json is {other:?} but the current session served is {current:?}"
+        )),
+    }
+    (seen, violations)
+}

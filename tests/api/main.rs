@@ -6,7 +6,13 @@ mod helpers;
 mod active;
 mod binary;
 mod compat;
+mod concurrency;
 mod contract;
+mod crash;
+mod durability;
+#[cfg(feature = "failpoints")]
+mod failpoints;
+mod index;
 mod personas;
 mod security;
 mod sessions;

@@ -1146,6 +1146,51 @@ async fn put_the_persona_of_an_unknown_session_is_404() {
     app.stop().await;
 }
 
+/// The contract's `maximum` for `max_turns` is `u64::MAX`: every integer up to it is
+/// accepted (found by schemathesis, which sent one above `i64::MAX`), and one past it is
+/// 422.
+#[tokio::test]
+async fn max_turns_takes_the_whole_u64_range() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    let mut persona = custom_persona();
+    persona["settings"]["max_turns"] = json!(u64::MAX);
+    assert_eq!(
+        app.create_session("work", Some(persona.clone()))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let stored = read_json(&app.session_dir("work").join("persona.json"));
+    assert_eq!(stored["settings"]["max_turns"], json!(u64::MAX));
+
+    persona["settings"]["max_turns"] = json!(u64::MAX - 1);
+    let answer = assert_json(
+        app.send_json(Method::PUT, "/sessions/work/persona", &persona)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["settings"]["max_turns"], json!(u64::MAX - 1));
+
+    // 2^64, one past u64::MAX (written as a float: serde_json has no larger integer).
+    persona["settings"]["max_turns"] = json!(18_446_744_073_709_551_616.0_f64);
+    let problem = assert_problem(
+        app.send_json(Method::PUT, "/sessions/work/persona", &persona)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("settings.max_turns: must be a positive integer"),
+        "{problem}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn integers_written_with_a_zero_fraction_are_integers() {
     let dirs = Dirs::new();
