@@ -675,8 +675,9 @@ impl BinaryServer {
         let addr = line
             .split("listening on ")
             .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.trim_matches(|c| c == '"' || c == ',').parse().ok())
+            // Plain text or a JSON log line: the address ends at a space or a quote.
+            .and_then(|rest| rest.split([' ', '"', '\\', ',']).next())
+            .and_then(|addr| addr.parse().ok())
             .ok_or_else(|| format!("no address in {line:?}"))?;
         let startup_log = process.log_lines();
         Ok(Self {

@@ -7,12 +7,14 @@ mod active;
 mod binary;
 mod compat;
 mod concurrency;
+mod container;
 mod contract;
 mod crash;
 mod durability;
 #[cfg(feature = "failpoints")]
 mod failpoints;
 mod index;
+mod observability;
 mod personas;
 mod security;
 mod sessions;
