@@ -8,49 +8,22 @@
 use crate::helpers::*;
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
-use reqwest::{Client, StatusCode};
-use serde_json::{Value, json};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const BIN: &str = env!("CARGO_BIN_EXE_session-manager");
-/// How long a debug build may take to start and say where it listens.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a stop may take (in-flight requests have at most SHUTDOWN_GRACE).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(25);
 
-/// A command for the binary with a clean environment: only HOME, and plain-text logs
-/// at info level.
-fn command(home: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env_clear()
-        .env("HOME", home)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .current_dir(home)
-        .stdin(Stdio::null());
-    command
-}
-
 /// Arguments for an instance on `dirs` at a free loopback port.
 fn serve_args(dirs: &Dirs) -> Vec<OsString> {
-    vec![
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--sessions-dir".into(),
-        dirs.sessions().into(),
-        "--personas-dir".into(),
-        dirs.personas().into(),
-    ]
+    binary_serve_args(&dirs.sessions(), &dirs.personas())
 }
 
 fn home_of(dirs: &Dirs) -> PathBuf {
@@ -59,211 +32,27 @@ fn home_of(dirs: &Dirs) -> PathBuf {
     home
 }
 
-/// Removes terminal colour sequences (`ESC [ ... letter`), in case NO_COLOR is ignored.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// An instance on `dirs`, with its HOME under them.
+fn serve_on(dirs: &Dirs) -> BinaryServer {
+    BinaryServer::start(binary_command_in_home(&home_of(dirs)).args(serve_args(dirs)))
 }
 
-/// A running process of the binary: its stderr is read line by line on a thread, and
-/// it is killed when dropped.
-struct Process {
-    child: Child,
-    started: Instant,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    stdout: Option<JoinHandle<String>>,
-}
-
-impl Process {
-    fn spawn(command: &mut Command) -> Self {
-        let started = Instant::now();
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the binary");
-        let (tx, lines) = mpsc::channel();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&stderr);
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let line = strip_ansi(&line);
-                log.lock().unwrap().push(line.clone());
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut pipe = child.stdout.take().unwrap();
-        let stdout = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        });
-        Self {
-            child,
-            started,
-            lines,
-            stderr,
-            stdout: Some(stdout),
-        }
+/// The status of `GET path`, with `token` as the bearer token when given.
+async fn get_status(server: &BinaryServer, path: &str, token: Option<&str>) -> StatusCode {
+    let mut request = server.request(Method::GET, path);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
     }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// Waits, up to `timeout`, for a stderr line containing `needle` and returns it.
-    fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "no line with {needle:?} within {timeout:?}; stderr:\n{}",
-                    self.stderr()
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "exited ({:?}) before a line with {needle:?}; stderr:\n{}",
-                    self.child.wait(),
-                    self.stderr()
-                ),
-            }
-        }
-    }
-
-    /// Waits for the process to end, at the latest `timeout` after `from`: its stderr
-    /// reaching end of file is the signal, so no polling.
-    fn wait_exit_by(&mut self, from: Instant, timeout: Duration) -> ExitStatus {
-        let deadline = from + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(_) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "still running {:?} after the start of the wait; stderr:\n{}",
-                    from.elapsed(),
-                    self.stderr()
-                ),
-            }
-        }
-        self.child.wait().expect("wait for the binary")
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        self.wait_exit_by(Instant::now(), timeout)
-    }
-
-    /// What it wrote on stdout; call after it exited.
-    fn stdout(&mut self) -> String {
-        self.stdout.take().unwrap().join().unwrap()
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {}", self.pid());
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the binary to its end, at most `timeout`; returns its status, stdout, stderr.
-fn run(command: &mut Command, timeout: Duration) -> (ExitStatus, String, String) {
-    let mut process = Process::spawn(command);
-    let status = process.wait_exit(timeout);
-    (status, process.stdout(), process.stderr())
-}
-
-/// An instance serving HTTP.
-struct Server {
-    process: Process,
-    addr: SocketAddr,
-    client: Client,
-}
-
-impl Server {
-    /// Starts the binary and waits for its "listening on ADDR" line.
-    fn start(command: &mut Command) -> Self {
-        let mut process = Process::spawn(command);
-        let line = process.wait_for_line("listening on ", START_TIMEOUT);
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.trim_matches(|c| c == '"' || c == ',').parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Self {
-            process,
-            addr,
-            client: Client::new(),
-        }
-    }
-
-    fn on(dirs: &Dirs) -> Self {
-        Self::start(command(&home_of(dirs)).args(serve_args(dirs)))
-    }
-
-    /// The address to reach it on (a wildcard listen address is reached on loopback).
-    fn url(&self, path: &str) -> String {
-        let addr = session_manager::healthcheck::target(self.addr);
-        format!("http://{addr}{path}")
-    }
-
-    async fn status_of(&self, path: &str, token: Option<&str>) -> StatusCode {
-        let mut request = self.client.get(self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.unwrap().status()
-    }
-
-    async fn json(&self, path: &str) -> Value {
-        let response = self.client.get(self.url(path)).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-        response.json().await.unwrap()
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> StatusCode {
-        let response = self.client.request(method, self.url(path)).json(&body);
-        response.send().await.unwrap().status()
-    }
+    let response = request.send().await;
+    response
+        .unwrap_or_else(|e| panic!("GET {path}: {e}; stderr:\n{}", server.process.log()))
+        .status()
 }
 
 #[tokio::test]
 async fn a_second_instance_on_the_same_sessions_dir_is_refused_at_once() {
     let dirs = Dirs::new();
-    let first = Server::on(&dirs);
+    let first = serve_on(&dirs);
     let holder = format!("pid {}", first.process.pid());
     let canonical = std::fs::canonicalize(dirs.sessions()).unwrap();
     let alias = dirs.root.path().join("alias");
@@ -273,32 +62,28 @@ async fn a_second_instance_on_the_same_sessions_dir_is_refused_at_once() {
         .map(|_| dirs.sessions())
         .chain([dirs.sessions().join("."), alias]);
     for (attempt, sessions_dir) in spellings.enumerate() {
-        let mut second = Process::spawn(
-            command(&home_of(&dirs))
+        let mut second = BinaryProcess::spawn(
+            binary_command_in_home(&home_of(&dirs))
                 .args(["--listen", "127.0.0.1:0", "--personas-dir"])
                 .arg(dirs.personas())
                 .arg("--sessions-dir")
                 .arg(&sessions_dir),
         );
-        let status = second.wait_exit_by(second.started, Duration::from_secs(1));
-        let stderr = second.stderr();
+        let status = second.wait_exit_by(second.started(), Duration::from_secs(1));
+        let stderr = second.log();
         assert_eq!(status.code(), Some(1), "attempt {attempt}: {stderr}");
         assert!(
             stderr.contains(&canonical.display().to_string()) && stderr.contains(&holder),
             "attempt {attempt}: the message names the directory and {holder}: {stderr}"
         );
         assert!(!stderr.contains("listening on"), "{stderr}");
-        assert_eq!(first.status_of("/healthz", None).await, StatusCode::OK);
+        assert_eq!(get_status(&first, "/healthz", None).await, StatusCode::OK);
     }
     // The first instance still owns the directory and still writes to it.
     let lock = std::fs::read_to_string(canonical.join(".lock")).unwrap();
     assert_eq!(lock.trim(), holder);
-    let created = first
-        .send(
-            reqwest::Method::POST,
-            "/sessions",
-            json!({ "name": "after" }),
-        )
+    let (created, _) = first
+        .must(Method::POST, "/sessions", Some(&json!({ "name": "after" })))
         .await;
     assert_eq!(created, StatusCode::CREATED);
 }
@@ -306,15 +91,15 @@ async fn a_second_instance_on_the_same_sessions_dir_is_refused_at_once() {
 #[tokio::test]
 async fn sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0() {
     let dirs = Dirs::new();
-    let mut server = Server::start(
-        command(&home_of(&dirs))
+    let mut server = BinaryServer::start(
+        binary_command_in_home(&home_of(&dirs))
             // The trace layer says when a request reached the service.
             .env("RUST_LOG", "info,tower_http=debug")
             .args(serve_args(&dirs)),
     );
     for name in ["alpha", "beta"] {
-        let status = server
-            .send(reqwest::Method::POST, "/sessions", json!({ "name": name }))
+        let (status, _) = server
+            .must(Method::POST, "/sessions", Some(&json!({ "name": name })))
             .await;
         assert_eq!(status, StatusCode::CREATED);
     }
@@ -333,15 +118,15 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0() {
     stream.write_all(first_half.as_bytes()).await.unwrap();
     server
         .process
-        .wait_for_line("started processing request", START_TIMEOUT);
+        .expect_line("started processing request", BINARY_START_TIMEOUT);
 
-    server.process.signal("TERM");
+    BinaryProcess::signal_pid(server.process.pid(), "TERM");
     server
         .process
-        .wait_for_line("SIGTERM received", Duration::from_secs(5));
+        .expect_line("SIGTERM received", Duration::from_secs(5));
     server
         .process
-        .wait_for_line("shutting down", Duration::from_secs(5));
+        .expect_line("shutting down", Duration::from_secs(5));
     // Nothing new is accepted once the shutdown began.
     let refused = tokio::net::TcpStream::connect(server.addr).await;
     assert!(
@@ -364,24 +149,24 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0() {
     );
 
     let status = server.process.wait_exit(EXIT_TIMEOUT);
-    assert_eq!(status.code(), Some(0), "{}", server.process.stderr());
-    assert!(server.process.stderr().contains("stopped"));
+    assert_eq!(status.code(), Some(0), "{}", server.process.log());
+    assert!(server.process.log().contains("stopped"));
     drop(server);
 
     // What it acknowledged during the shutdown is on disk.
-    let server = Server::on(&dirs);
-    assert_eq!(server.json("/sessions/active").await["active"], "beta");
+    let server = serve_on(&dirs);
+    assert_eq!(server.get_ok("/sessions/active").await["active"], "beta");
 }
 
 #[tokio::test]
 async fn sigint_stops_it_gracefully_with_exit_0() {
     let dirs = Dirs::new();
-    let mut server = Server::on(&dirs);
-    assert_eq!(server.status_of("/healthz", None).await, StatusCode::OK);
-    server.process.signal("INT");
+    let mut server = serve_on(&dirs);
+    assert_eq!(get_status(&server, "/healthz", None).await, StatusCode::OK);
+    BinaryProcess::signal_pid(server.process.pid(), "INT");
     let status = server.process.wait_exit(EXIT_TIMEOUT);
-    assert_eq!(status.code(), Some(0), "{}", server.process.stderr());
-    let stderr = server.process.stderr();
+    assert_eq!(status.code(), Some(0), "{}", server.process.log());
+    let stderr = server.process.log();
     assert!(stderr.contains("SIGINT received"), "{stderr}");
     assert!(stderr.contains("stopped"), "{stderr}");
     assert!(tokio::net::TcpStream::connect(server.addr).await.is_err());
@@ -391,10 +176,10 @@ async fn sigint_stops_it_gracefully_with_exit_0() {
 async fn healthcheck_exits_0_when_healthy_and_1_otherwise() {
     let dirs = Dirs::new();
     let home = home_of(&dirs);
-    let mut server = Server::on(&dirs);
+    let mut server = serve_on(&dirs);
     let probe = |addr: SocketAddr| {
-        run(
-            command(&home)
+        binary_run(
+            binary_command_in_home(&home)
                 .arg("healthcheck")
                 .arg("--listen")
                 .arg(addr.to_string()),
@@ -425,7 +210,7 @@ async fn healthcheck_exits_0_when_healthy_and_1_otherwise() {
     assert!(stderr.contains("503"), "{stderr}");
 
     // Nothing listening any more.
-    server.process.signal("TERM");
+    BinaryProcess::signal_pid(server.process.pid(), "TERM");
     assert_eq!(server.process.wait_exit(EXIT_TIMEOUT).code(), Some(0));
     let (status, stdout, stderr) = probe(server.addr);
     assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
@@ -445,8 +230,8 @@ async fn listening_beyond_loopback_needs_a_token_or_an_explicit_opt_out() {
         args
     };
 
-    let (status, _, stderr) = run(
-        command(&home).args(args("0.0.0.0:0")),
+    let (status, _, stderr) = binary_run(
+        binary_command_in_home(&home).args(args("0.0.0.0:0")),
         Duration::from_secs(10),
     );
     assert_eq!(status.code(), Some(1), "{stderr}");
@@ -457,22 +242,22 @@ async fn listening_beyond_loopback_needs_a_token_or_an_explicit_opt_out() {
     // Refused before anything was touched.
     assert!(!dirs.sessions().exists() && !dirs.personas().exists());
 
-    let mut server = Server::start(
-        command(&home)
+    let mut server = BinaryServer::start(
+        binary_command_in_home(&home)
             .args(args("0.0.0.0:0"))
             .arg("--allow-unauthenticated"),
     );
     assert!(server.addr.ip().is_unspecified(), "{}", server.addr);
-    assert_eq!(server.status_of("/sessions", None).await, StatusCode::OK);
+    assert_eq!(get_status(&server, "/sessions", None).await, StatusCode::OK);
     // The container's probe reaches a wildcard listener on loopback.
-    let (status, stdout, stderr) = run(
-        command(&home)
+    let (status, stdout, stderr) = binary_run(
+        binary_command_in_home(&home)
             .args(["healthcheck", "--listen"])
             .arg(server.addr.to_string()),
         Duration::from_secs(15),
     );
     assert_eq!(status.code(), Some(0), "{stdout}{stderr}");
-    server.process.signal("TERM");
+    BinaryProcess::signal_pid(server.process.pid(), "TERM");
     assert_eq!(server.process.wait_exit(EXIT_TIMEOUT).code(), Some(0));
 }
 
@@ -483,33 +268,33 @@ async fn a_token_from_the_environment_is_required_everywhere_but_healthz() {
     let token = "env-token-3f9a1c";
     let mut args = serve_args(&dirs);
     args[1] = "0.0.0.0:0".into();
-    let server = Server::start(
-        command(&home)
+    let server = BinaryServer::start(
+        binary_command_in_home(&home)
             .env("SESSION_MANAGER_TOKEN", token)
             .args(&args),
     );
     assert_eq!(
-        server.status_of("/sessions", None).await,
+        get_status(&server, "/sessions", None).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        server.status_of("/sessions", Some("wrong")).await,
+        get_status(&server, "/sessions", Some("wrong")).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        server.status_of("/sessions", Some(token)).await,
+        get_status(&server, "/sessions", Some(token)).await,
         StatusCode::OK
     );
-    assert_eq!(server.status_of("/healthz", None).await, StatusCode::OK);
-    let (status, stdout, stderr) = run(
-        command(&home)
+    assert_eq!(get_status(&server, "/healthz", None).await, StatusCode::OK);
+    let (status, stdout, stderr) = binary_run(
+        binary_command_in_home(&home)
             .args(["healthcheck", "--listen"])
             .arg(server.addr.to_string()),
         Duration::from_secs(15),
     );
     assert_eq!(status.code(), Some(0), "{stdout}{stderr}");
     assert!(
-        !server.process.stderr().contains(token),
+        !server.process.log().contains(token),
         "the token is in the log"
     );
 }
@@ -520,14 +305,14 @@ async fn a_token_file_gives_its_first_line_and_an_empty_one_is_refused() {
     let home = home_of(&dirs);
     let token_file = dirs.root.path().join("token");
     std::fs::write(&token_file, "file-token-7d2e\nsecond-line\n").unwrap();
-    let server = Server::start(
-        command(&home)
+    let server = BinaryServer::start(
+        binary_command_in_home(&home)
             .args(serve_args(&dirs))
             .arg("--token-file")
             .arg(&token_file),
     );
     assert_eq!(
-        server.status_of("/sessions", Some("file-token-7d2e")).await,
+        get_status(&server, "/sessions", Some("file-token-7d2e")).await,
         StatusCode::OK
     );
     for wrong in [
@@ -536,17 +321,17 @@ async fn a_token_file_gives_its_first_line_and_an_empty_one_is_refused() {
         Some("file-token-7d2e second-line"),
     ] {
         assert_eq!(
-            server.status_of("/sessions", wrong).await,
+            get_status(&server, "/sessions", wrong).await,
             StatusCode::UNAUTHORIZED
         );
     }
     drop(server);
 
     let refuse = |configure: &dyn Fn(&mut Command), what: &str, needle: &str| {
-        let mut command = command(&home);
+        let mut command = binary_command_in_home(&home);
         command.args(serve_args(&dirs));
         configure(&mut command);
-        let (status, _, stderr) = run(&mut command, Duration::from_secs(10));
+        let (status, _, stderr) = binary_run(&mut command, Duration::from_secs(10));
         assert_eq!(status.code(), Some(1), "{what}: {stderr}");
         assert!(stderr.contains(needle), "{what}: {stderr}");
         assert!(!stderr.contains("listening on"), "{what}: {stderr}");
@@ -589,46 +374,46 @@ async fn a_token_file_gives_its_first_line_and_an_empty_one_is_refused() {
 #[tokio::test]
 async fn sessions_and_the_current_one_survive_kill_9() {
     let dirs = Dirs::new();
-    let mut server = Server::on(&dirs);
+    let mut server = serve_on(&dirs);
     for name in ["alpha", "beta", "gamma"] {
-        let status = server
-            .send(reqwest::Method::POST, "/sessions", json!({ "name": name }))
+        let (status, _) = server
+            .must(Method::POST, "/sessions", Some(&json!({ "name": name })))
             .await;
         assert_eq!(status, StatusCode::CREATED);
     }
     for name in ["alpha", "beta"] {
-        let status = server
-            .send(
-                reqwest::Method::PUT,
+        let (status, _) = server
+            .must(
+                Method::PUT,
                 "/sessions/active",
-                json!({ "name": name }),
+                Some(&json!({ "name": name })),
             )
             .await;
         assert_eq!(status, StatusCode::OK);
     }
-    let status = server
-        .send(
-            reqwest::Method::PATCH,
+    let (status, _) = server
+        .must(
+            Method::PATCH,
             "/sessions/beta",
-            json!({ "pid": 4242 }),
+            Some(&json!({ "pid": 4242 })),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let sessions = server.json("/sessions").await;
-    let active = server.json("/sessions/active").await;
+    let sessions = server.get_ok("/sessions").await;
+    let active = server.get_ok("/sessions/active").await;
 
-    server.process.signal("KILL");
+    BinaryProcess::signal_pid(server.process.pid(), "KILL");
     let status = server.process.wait_exit(EXIT_TIMEOUT);
     assert_eq!(status.code(), None, "killed by a signal");
     drop(server);
 
-    let server = Server::on(&dirs);
-    assert_eq!(server.json("/sessions").await, sessions);
-    assert_eq!(server.json("/sessions/active").await, active);
+    let server = serve_on(&dirs);
+    assert_eq!(server.get_ok("/sessions").await, sessions);
+    assert_eq!(server.get_ok("/sessions/active").await, active);
     assert_eq!(active["active"], "beta");
     assert_eq!(active["session"]["status"], "active");
     assert_eq!(active["session"]["pid"], 4242);
-    let alpha = server.json("/sessions/alpha").await;
+    let alpha = server.get_ok("/sessions/alpha").await;
     assert_eq!(alpha["status"], "suspended");
 }
 
@@ -636,7 +421,8 @@ async fn sessions_and_the_current_one_survive_kill_9() {
 async fn without_dir_flags_it_uses_home_telegram_and_seeds_the_library() {
     let dirs = Dirs::new();
     let home = home_of(&dirs);
-    let server = Server::start(command(&home).args(["--listen", "127.0.0.1:0"]));
+    let server =
+        BinaryServer::start(binary_command_in_home(&home).args(["--listen", "127.0.0.1:0"]));
     let sessions = home.join("telegram").join("sessions");
     let personas = home.join("telegram").join("personas");
     assert!(sessions.is_dir());
@@ -645,7 +431,7 @@ async fn without_dir_flags_it_uses_home_telegram_and_seeds_the_library() {
         assert_eq!(persona["settings"]["model"], "claude-sonnet-4-20250514");
     }
     let keys: Vec<String> = server
-        .json("/personas")
+        .get_ok("/personas")
         .await
         .as_array()
         .unwrap()
@@ -655,21 +441,24 @@ async fn without_dir_flags_it_uses_home_telegram_and_seeds_the_library() {
     for key in ["brainstorm", "default", "planner", "research"] {
         assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
     }
-    let status = server
-        .send(reqwest::Method::POST, "/sessions", json!({ "name": "one" }))
+    let (status, _) = server
+        .must(Method::POST, "/sessions", Some(&json!({ "name": "one" })))
         .await;
     assert_eq!(status, StatusCode::CREATED);
     assert!(sessions.join("one").join("metadata.json").is_file());
 
     // The default listen address, as the binary itself documents it.
-    let (status, stdout, _) = run(command(&home).arg("--help"), Duration::from_secs(10));
+    let (status, stdout, _) = binary_run(
+        binary_command_in_home(&home).arg("--help"),
+        Duration::from_secs(10),
+    );
     assert!(status.success());
     assert!(stdout.contains("[default: 127.0.0.1:8765]"), "{stdout}");
 
     // No HOME and no flags: refused with a message, not a directory in the cwd.
-    let mut no_home = command(&home);
+    let mut no_home = binary_command_in_home(&home);
     no_home.env_remove("HOME").args(["--listen", "127.0.0.1:0"]);
-    let (status, _, stderr) = run(&mut no_home, Duration::from_secs(10));
+    let (status, _, stderr) = binary_run(&mut no_home, Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("HOME"), "{stderr}");
 }

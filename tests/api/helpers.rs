@@ -452,11 +452,12 @@ pub fn assert_raw_problem(response: &RawResponse, status: u16, context: &str) ->
     body
 }
 
-// ---- The real binary, for the crash, failpoint and durability tests.
+// ---- The real binary, for the binary, crash, failpoint, durability, observability and
+// container tests.
 //
-// A generalisation of `binary.rs`'s private `Process`/`Server`: the command may be
-// wrapped (strace) or carry failpoints, the process may be killed before it listens,
-// and `check_store` looks at a running instance and its directory from outside.
+// The command may be wrapped (strace), carry failpoints or run with a HOME of its own;
+// the process may be killed before it listens or run to its end with its output
+// captured; and `check_store` looks at a running instance and its directory from outside.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -477,6 +478,15 @@ pub fn binary_command(sessions: &Path, personas: &Path) -> Command {
     let mut command = Command::new(BINARY);
     command.args(binary_serve_args(sessions, personas));
     binary_env(&mut command);
+    command
+}
+
+/// A command for the binary with a clean environment and no arguments, run in `home`
+/// with HOME set to it (where its default directories are).
+pub fn binary_command_in_home(home: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    binary_env(&mut command);
+    command.env("HOME", home).current_dir(home);
     command
 }
 
@@ -522,18 +532,22 @@ pub fn strip_ansi_codes(line: &str) -> String {
     out
 }
 
-/// A spawned process whose stderr is read line by line on a thread; killed on drop.
+/// A spawned process whose stderr is read line by line on a thread, and whose stdout is
+/// collected on another; killed on drop.
 pub struct BinaryProcess {
     child: Child,
+    started: Instant,
     lines: Receiver<String>,
     log: Arc<Mutex<Vec<String>>>,
+    stdout: Option<std::thread::JoinHandle<String>>,
     exit: Option<ExitStatus>,
 }
 
 impl BinaryProcess {
     pub fn spawn(command: &mut Command) -> Self {
+        let started = Instant::now();
         let mut child = command
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
@@ -552,16 +566,40 @@ impl BinaryProcess {
                 let _ = tx.send(line);
             }
         });
+        let mut pipe = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        });
         Self {
             child,
+            started,
             lines,
             log,
+            stdout: Some(stdout),
             exit: None,
         }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// When it was spawned (taken just before the spawn).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Everything it wrote on stdout: waits for stdout to close, so call it once the
+    /// process ended. Panics when called twice.
+    pub fn stdout(&mut self) -> String {
+        self.stdout
+            .take()
+            .expect("stdout is taken once")
+            .join()
+            .expect("the stdout reader panicked")
     }
 
     /// Everything it wrote on stderr so far.
@@ -599,13 +637,25 @@ impl BinaryProcess {
         }
     }
 
+    /// [`wait_for_line`](Self::wait_for_line) that panics (with the log) instead.
+    pub fn expect_line(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_line(needle, timeout)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Waits, at most `timeout`, for the process to end; its stderr reaching end of
     /// file is the signal, so no polling. Panics when it is still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        self.wait_exit_by(Instant::now(), timeout)
+    }
+
+    /// [`wait_exit`](Self::wait_exit) with the time measured from `from` (such as
+    /// [`started`](Self::started)) instead of from now.
+    pub fn wait_exit_by(&mut self, from: Instant, timeout: Duration) -> ExitStatus {
         if let Some(status) = self.exit {
             return status;
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = from + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -614,8 +664,9 @@ impl BinaryProcess {
                 Err(RecvTimeoutError::Timeout) => {
                     let _ = self.child.kill();
                     panic!(
-                        "pid {} still running after {timeout:?}; stderr:\n{}",
+                        "pid {} still running {:?} into a wait of {timeout:?}; stderr:\n{}",
                         self.pid(),
+                        from.elapsed(),
                         self.log()
                     );
                 }
@@ -652,6 +703,13 @@ impl Drop for BinaryProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Runs the command to its end, at most `timeout`; its status, stdout and stderr.
+pub fn binary_run(command: &mut Command, timeout: Duration) -> (ExitStatus, String, String) {
+    let mut process = BinaryProcess::spawn(command);
+    let status = process.wait_exit(timeout);
+    (status, process.stdout(), process.log())
 }
 
 /// A spawned binary that said where it listens, with a client bounded in time.
@@ -693,8 +751,10 @@ impl BinaryServer {
         self.startup_log.iter().any(|line| line.contains(" WARN "))
     }
 
+    /// Where `path` is on it; a wildcard listen address is reached on loopback.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let addr = session_manager::healthcheck::target(self.addr);
+        format!("http://{addr}{path}")
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {

@@ -1,7 +1,7 @@
 //! `/sessions` and `/sessions/{name}`: create, list, inspect, update, delete, and the
 //! session's own persona, asserted on the answers and on the files on disk.
 
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -43,6 +43,60 @@ fn replaced(pointer: &str, value: Value) -> Value {
     persona
 }
 
+/// Asserts that `body`, the answer to creating `name`, is a fresh session recording
+/// `persona`, that its `metadata.json` says the same, and that its `persona.json` is
+/// `persona_file`.
+fn assert_fresh_session(
+    app: &TestApp,
+    body: &Value,
+    name: &str,
+    persona: Value,
+    persona_file: &Value,
+) {
+    let metadata = fresh_metadata(body, name, persona);
+    assert_eq!(*body, with_dir(&metadata, &app.session_dir(name)));
+    assert_eq!(app.metadata_on_disk(name), metadata);
+    assert_eq!(
+        read_json(&app.session_dir(name).join("persona.json")),
+        *persona_file
+    );
+}
+
+/// Asserts a problem answer with `status` whose detail mentions `needle`; `sent` says
+/// what was sent, for the failure message.
+async fn assert_problem_mentioning(
+    response: Response,
+    status: StatusCode,
+    needle: &str,
+    sent: impl std::fmt::Display,
+) {
+    let problem = assert_problem(response, status).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains(needle),
+        "{sent}: {problem}"
+    );
+}
+
+/// Sends each body with `method` to `path`; asserts that the answers with 422 are
+/// problems and returns the others, each as "body -> status".
+async fn not_refused_with_422(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    bodies: impl IntoIterator<Item = Value>,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for body in bodies {
+        let response = app.send_json(method.clone(), path, &body).await;
+        if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        } else {
+            wrong.push(format!("{body} -> {}", response.status()));
+        }
+    }
+    wrong
+}
+
 /// The entries of the sessions directory that are sessions (not the store's own).
 fn session_entries(app: &TestApp) -> Vec<String> {
     dir_names(&app.sessions_dir)
@@ -63,13 +117,8 @@ async fn create_without_persona_copies_the_default_persona() {
     let created = assert_timestamp(&body["created"]);
     assert_eq!(body["last_active"], body["created"]);
     assert!((chrono::Utc::now() - created).num_seconds().abs() < 60);
-    let metadata = fresh_metadata(&body, "work", Value::Null);
-    assert_eq!(body, with_dir(&metadata, &app.session_dir("work")));
-    assert_eq!(app.metadata_on_disk("work"), metadata);
-    assert_eq!(
-        read_json(&app.session_dir("work").join("persona.json")),
-        read_json(&app.personas_dir.join("default.json"))
-    );
+    let default = read_json(&app.personas_dir.join("default.json"));
+    assert_fresh_session(&app, &body, "work", Value::Null, &default);
     app.stop().await;
 }
 
@@ -84,13 +133,8 @@ async fn create_with_a_library_key_records_it_and_copies_that_persona() {
     )
     .await;
 
-    let metadata = fresh_metadata(&body, "plan", json!("planner"));
-    assert_eq!(body, with_dir(&metadata, &app.session_dir("plan")));
-    assert_eq!(app.metadata_on_disk("plan"), metadata);
-    assert_eq!(
-        read_json(&app.session_dir("plan").join("persona.json")),
-        read_json(&app.personas_dir.join("planner.json"))
-    );
+    let planner = read_json(&app.personas_dir.join("planner.json"));
+    assert_fresh_session(&app, &body, "plan", json!("planner"), &planner);
     app.stop().await;
 }
 
@@ -125,13 +169,7 @@ async fn create_with_a_custom_persona_records_custom_and_keeps_its_extra_fields(
     )
     .await;
 
-    let metadata = fresh_metadata(&body, "review", json!("custom"));
-    assert_eq!(body, with_dir(&metadata, &app.session_dir("review")));
-    assert_eq!(app.metadata_on_disk("review"), metadata);
-    assert_eq!(
-        read_json(&app.session_dir("review").join("persona.json")),
-        custom_persona()
-    );
+    assert_fresh_session(&app, &body, "review", json!("custom"), &custom_persona());
     app.stop().await;
 }
 
@@ -142,13 +180,14 @@ async fn create_an_existing_session_is_409_and_changes_nothing() {
     app.created("work").await;
     let before = std::fs::read(app.session_dir("work").join("metadata.json")).unwrap();
 
-    let problem = assert_problem(
+    assert_problem_mentioning(
         app.create_session("work", Some(json!("planner"))).await,
         StatusCode::CONFLICT,
+        "'work'",
+        "a second create of work",
     )
     .await;
 
-    assert!(problem["detail"].as_str().unwrap().contains("'work'"));
     assert_eq!(
         std::fs::read(app.session_dir("work").join("metadata.json")).unwrap(),
         before
@@ -177,13 +216,13 @@ async fn create_with_an_invalid_name_is_422_naming_the_rule() {
     ];
 
     for (name, rule) in cases {
-        let problem = assert_problem(
+        assert_problem_mentioning(
             app.create_session(name, None).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            rule,
+            format!("{name:?}"),
         )
         .await;
-        let detail = problem["detail"].as_str().unwrap();
-        assert!(detail.contains(rule), "{name:?}: {detail}");
     }
     assert_eq!(session_entries(&app), Vec::<String>::new());
     assert!(!app.sessions_dir.parent().unwrap().join("escape").exists());
@@ -209,15 +248,13 @@ async fn create_with_an_unknown_persona_key_is_422() {
     let app = TestApp::spawn(&dirs).await;
 
     for key in ["nope", "../default", "default.json", ""] {
-        let problem = assert_problem(
+        assert_problem_mentioning(
             app.create_session("work", Some(json!(key))).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "persona",
+            format!("{key:?}"),
         )
         .await;
-        assert!(
-            problem["detail"].as_str().unwrap().contains("persona"),
-            "{key:?}: {problem}"
-        );
     }
     assert_eq!(session_entries(&app), Vec::<String>::new());
     app.stop().await;
@@ -260,13 +297,13 @@ async fn create_with_an_invalid_custom_persona_is_422_naming_the_field() {
     let app = TestApp::spawn(&dirs).await;
 
     for (field, persona) in broken_personas() {
-        let problem = assert_problem(
+        assert_problem_mentioning(
             app.create_session("work", Some(persona.clone())).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            field,
+            &persona,
         )
         .await;
-        let detail = problem["detail"].as_str().unwrap();
-        assert!(detail.contains(field), "{persona}: {detail}");
     }
     assert_eq!(session_entries(&app), Vec::<String>::new());
     app.stop().await;
@@ -316,15 +353,13 @@ async fn create_with_a_persona_of_the_wrong_type_is_422() {
     let app = TestApp::spawn(&dirs).await;
 
     for persona in [json!(5), json!(true), json!(["default"])] {
-        let problem = assert_problem(
+        assert_problem_mentioning(
             app.create_session("work", Some(persona.clone())).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "persona",
+            &persona,
         )
         .await;
-        assert!(
-            problem["detail"].as_str().unwrap().contains("persona"),
-            "{persona}: {problem}"
-        );
     }
     assert_eq!(session_entries(&app), Vec::<String>::new());
     app.stop().await;
@@ -345,15 +380,13 @@ async fn create_with_an_unknown_or_missing_field_is_422() {
             "extra",
         ),
     ] {
-        let problem = assert_problem(
+        assert_problem_mentioning(
             app.send_json(Method::POST, "/sessions", &body).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            mentions,
+            &body,
         )
         .await;
-        assert!(
-            problem["detail"].as_str().unwrap().contains(mentions),
-            "{body}: {problem}"
-        );
     }
     assert_eq!(session_entries(&app), Vec::<String>::new());
     app.stop().await;
@@ -364,20 +397,13 @@ async fn create_with_a_body_that_is_not_an_object_is_422() {
     let dirs = Dirs::new();
     let app = TestApp::spawn(&dirs).await;
 
-    let mut wrong = Vec::new();
-    for body in [
+    let bodies = [
         json!(["work"]),
         json!(["work", "planner"]),
         json!("work"),
         json!(null),
-    ] {
-        let response = app.send_json(Method::POST, "/sessions", &body).await;
-        if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
-            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
-        } else {
-            wrong.push(format!("{body} -> {}", response.status()));
-        }
-    }
+    ];
+    let wrong = not_refused_with_422(&app, Method::POST, "/sessions", bodies).await;
     assert_eq!(wrong, Vec::<String>::new(), "bodies not refused with 422");
     assert_eq!(session_entries(&app), Vec::<String>::new());
     app.stop().await;
@@ -406,21 +432,14 @@ async fn create_without_a_json_content_type_is_415() {
     let dirs = Dirs::new();
     let app = TestApp::spawn(&dirs).await;
 
-    let no_type = app
-        .request(Method::POST, "/sessions")
-        .body(r#"{"name": "work"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(no_type, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    let text = app
-        .request(Method::POST, "/sessions")
-        .header("content-type", "text/plain")
-        .body(r#"{"name": "work"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(text, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    for content_type in [None, Some("text/plain")] {
+        let mut request = app.request(Method::POST, "/sessions");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.body(r#"{"name": "work"}"#).send().await.unwrap();
+        assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    }
 
     assert_eq!(session_entries(&app), Vec::<String>::new());
     app.stop().await;
@@ -566,15 +585,13 @@ async fn list_with_a_bad_status_filter_is_422() {
         "?status=ACTIVE",
         "?status=idle,active",
     ] {
-        let problem = assert_problem(
+        assert_problem_mentioning(
             app.get(&format!("/sessions{query}")).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "idle",
+            query,
         )
         .await;
-        assert!(
-            problem["detail"].as_str().unwrap().contains("idle"),
-            "{query}: {problem}"
-        );
     }
     app.stop().await;
 }
@@ -600,9 +617,13 @@ async fn get_an_unknown_session_is_404() {
     let dirs = Dirs::new();
     let app = TestApp::spawn(&dirs).await;
 
-    let problem = assert_problem(app.get("/sessions/nope").await, StatusCode::NOT_FOUND).await;
-
-    assert!(problem["detail"].as_str().unwrap().contains("'nope'"));
+    assert_problem_mentioning(
+        app.get("/sessions/nope").await,
+        StatusCode::NOT_FOUND,
+        "'nope'",
+        "GET /sessions/nope",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -688,17 +709,13 @@ async fn patch_status_of_a_session_that_is_not_current() {
     expected["status"] = json!("suspended");
     assert_eq!(suspended, expected);
 
-    let problem = assert_problem(
+    assert_problem_mentioning(
         app.patch("work", &json!({ "status": "active" })).await,
         StatusCode::CONFLICT,
+        "not the current",
+        "status active",
     )
     .await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("not the current")
-    );
     assert_eq!(app.metadata_on_disk("work"), without_dir(&expected));
 
     let idle = assert_json(
@@ -721,17 +738,13 @@ async fn patch_status_of_the_current_session() {
     let current = assert_json(app.get("/sessions/work").await, StatusCode::OK).await;
     assert_eq!(current["status"], "active");
 
-    let problem = assert_problem(
+    assert_problem_mentioning(
         app.patch("work", &json!({ "status": "suspended" })).await,
         StatusCode::CONFLICT,
+        "is the current",
+        "status suspended",
     )
     .await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("is the current")
-    );
     assert_eq!(app.metadata_on_disk("work"), without_dir(&current));
 
     // The process ended: the current session may be idle, and active again.
@@ -775,15 +788,13 @@ async fn patch_refuses_other_fields() {
         (json!({ "pid": 5, "name": "other" }), "name"),
         (json!({ "status": "idle", "colour": "red" }), "colour"),
     ] {
-        let problem = assert_problem(
+        assert_problem_mentioning(
             app.patch("work", &body).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            field,
+            &body,
         )
         .await;
-        assert!(
-            problem["detail"].as_str().unwrap().contains(field),
-            "{body}: {problem}"
-        );
     }
     assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
     assert_eq!(session_entries(&app), ["work"]);
@@ -825,15 +836,13 @@ async fn patch_with_a_pid_that_is_not_a_positive_integer_is_422() {
         json!(true),
         json!([1]),
     ] {
-        let problem = assert_problem(
+        assert_problem_mentioning(
             app.patch("work", &json!({ "pid": pid })).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "pid",
+            &pid,
         )
         .await;
-        assert!(
-            problem["detail"].as_str().unwrap().contains("pid"),
-            "{pid}: {problem}"
-        );
     }
     assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
     app.stop().await;
@@ -846,15 +855,13 @@ async fn patch_with_a_null_or_unknown_status_is_422() {
     let created = app.created("work").await;
 
     for status in [json!(null), json!("running"), json!("ACTIVE"), json!("")] {
-        let problem = assert_problem(
+        assert_problem_mentioning(
             app.patch("work", &json!({ "status": status })).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "status",
+            &status,
         )
         .await;
-        assert!(
-            problem["detail"].as_str().unwrap().contains("status"),
-            "{status}: {problem}"
-        );
     }
     assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
     app.stop().await;
@@ -867,15 +874,9 @@ async fn patch_with_a_status_that_is_not_a_string_is_422_not_400() {
     let created = app.created("work").await;
 
     // Well-formed JSON of the wrong type is an invalid body (422), not malformed JSON.
-    let mut wrong = Vec::new();
-    for status in [json!(1), json!(true), json!(["idle"]), json!({})] {
-        let response = app.patch("work", &json!({ "status": status })).await;
-        if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
-            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
-        } else {
-            wrong.push(format!("status {status} -> {}", response.status()));
-        }
-    }
+    let bodies = [json!(1), json!(true), json!(["idle"]), json!({})]
+        .map(|status| json!({ "status": status }));
+    let wrong = not_refused_with_422(&app, Method::PATCH, "/sessions/work", bodies).await;
     assert_eq!(wrong, Vec::<String>::new(), "bodies not refused with 422");
     assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
     app.stop().await;
@@ -887,20 +888,13 @@ async fn patch_with_a_body_that_is_not_an_object_is_422() {
     let app = TestApp::spawn(&dirs).await;
     let created = app.created("work").await;
 
-    let mut wrong = Vec::new();
-    for body in [
+    let bodies = [
         json!([4242]),
         json!([null, "suspended"]),
         json!(4242),
         json!(null),
-    ] {
-        let response = app.patch("work", &body).await;
-        if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
-            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
-        } else {
-            wrong.push(format!("{body} -> {}", response.status()));
-        }
-    }
+    ];
+    let wrong = not_refused_with_422(&app, Method::PATCH, "/sessions/work", bodies).await;
     assert_eq!(wrong, Vec::<String>::new(), "bodies not refused with 422");
     assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
     app.stop().await;
@@ -1175,19 +1169,14 @@ async fn max_turns_takes_the_whole_u64_range() {
 
     // 2^64, one past u64::MAX (written as a float: serde_json has no larger integer).
     persona["settings"]["max_turns"] = json!(18_446_744_073_709_551_616.0_f64);
-    let problem = assert_problem(
+    assert_problem_mentioning(
         app.send_json(Method::PUT, "/sessions/work/persona", &persona)
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
+        "settings.max_turns: must be a positive integer",
+        &persona,
     )
     .await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("settings.max_turns: must be a positive integer"),
-        "{problem}"
-    );
     app.stop().await;
 }
 
