@@ -35,6 +35,10 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, StoreError> {
             candidates.push((path, file_name));
         }
     }
+    // Every lookup below is relative to this descriptor: walking one or two path
+    // components instead of the whole absolute path is most of a scan's kernel time.
+    let root = fs::File::open(dir)?;
+    let root = &root;
     // Reading thousands of small files is latency-bound: spread it over the cores.
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -46,7 +50,9 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, StoreError> {
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(path, name)| (path.clone(), name.clone(), read_session(path, name)))
+                        .map(|(path, name)| {
+                            (path.clone(), name.clone(), read_session(root, path, name))
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -79,10 +85,11 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, StoreError> {
 }
 
 /// Reads one session directory, or says why it is not one.
-fn read_session(path: &Path, file_name: &str) -> Result<Metadata, String> {
+fn read_session(root: &fs::File, path: &Path, file_name: &str) -> Result<Metadata, String> {
     let name = Name::session(file_name).map_err(|e| format!("not a session: {e}"))?;
+    let relative = |file: &str| format!("{file_name}/{file}");
     // One open tells a directory without metadata from a plain file: no extra stat.
-    let bytes = fs::read(path.join(METADATA_FILE)).map_err(|e| match e.kind() {
+    let bytes = read_at(root, &relative(METADATA_FILE)).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("{METADATA_FILE} is missing"),
         std::io::ErrorKind::NotADirectory => "not a session: not a directory".to_owned(),
         _ => format!("{METADATA_FILE} cannot be read: {e}"),
@@ -97,14 +104,32 @@ fn read_session(path: &Path, file_name: &str) -> Result<Metadata, String> {
     }
     // A rewrite interrupted inside the session leaves its temp file, under a fixed name.
     for file in [METADATA_FILE, PERSONA_FILE, PENDING_PERSONA_FILE] {
-        let temp = path.join(fsio::temp_name(file));
-        if fs::remove_file(&temp).is_ok() {
-            tracing::warn!(path = %temp.display(), "removed a temporary file left by an interrupted write");
+        let temp = relative(&fsio::temp_name(file));
+        if rustix::fs::unlinkat(root, &temp, rustix::fs::AtFlags::empty()).is_ok() {
+            tracing::warn!(path = %path.join(fsio::temp_name(file)).display(), "removed a temporary file left by an interrupted write");
         }
+    }
+    let pending = relative(PENDING_PERSONA_FILE);
+    if rustix::fs::statat(root, &pending, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_err() {
+        return Ok(metadata);
     }
     settle_persona(path, &metadata)
         .map_err(|e| format!("an interrupted persona replacement cannot be settled: {e}"))?;
     Ok(metadata)
+}
+
+/// Reads a small file at `relative` under `root`, without the size probe `fs::read` makes.
+fn read_at(root: &fs::File, relative: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let fd = rustix::fs::openat(
+        root,
+        relative,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let mut bytes = Vec::with_capacity(1024);
+    fs::File::from(fd).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// A persona replacement stages the new persona and commits by writing metadata that
