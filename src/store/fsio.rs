@@ -118,11 +118,22 @@ pub fn staging_dir(parent: &Path) -> io::Result<tempfile::TempDir> {
         .tempdir_in(parent)
 }
 
-/// Moves a fully built directory to `target` in one step that refuses to replace an
-/// existing entry, then fsyncs what is needed for the move to survive a crash. Returns
-/// `AlreadyExists` when `target` exists.
-pub fn publish_dir(staged: tempfile::TempDir, target: &Path) -> io::Result<()> {
+/// Builds a directory under a temporary name in `parent` holding `files`, each written
+/// and fsynced, and fsyncs the directory itself: ready for [`publish_dir`]. Removed
+/// again if anything fails.
+pub fn build_dir(parent: &Path, files: &[(&str, &[u8])]) -> io::Result<tempfile::TempDir> {
+    let staged = staging_dir(parent)?;
+    for (name, bytes) in files {
+        write_new_file(staged.path(), name, bytes)?;
+    }
     sync_dir(staged.path())?;
+    Ok(staged)
+}
+
+/// Moves a directory built by [`build_dir`] to `target` in one step that refuses to
+/// replace an existing entry, then fsyncs the parent so the move survives a crash.
+/// Returns `AlreadyExists` when `target` exists.
+pub fn publish_dir(staged: tempfile::TempDir, target: &Path) -> io::Result<()> {
     rename_no_replace(staged.path(), target)?;
     // The staged path is gone: nothing left for TempDir to clean up.
     let _ = staged.keep();

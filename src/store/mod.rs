@@ -422,9 +422,44 @@ impl Store {
         recorded: Option<String>,
         persona: Value,
     ) -> Result<Session, StoreError> {
-        self.write("create", move |tx| tx.create(name, recorded, &persona))
+        // Fail fast, before any fsync, on a name that is taken.
+        match self.get(&name) {
+            Ok(_) => return Err(StoreError::Exists(name)),
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        // The new directory is built and made durable before the writer lock is taken,
+        // so concurrent creates overlap their fsyncs; only the move into place (and the
+        // fsync that makes it durable) is serialised with other writes.
+        let metadata = Metadata::new(name.clone(), recorded, Timestamp::now());
+        let dir = self.shared.dir.clone();
+        let built = {
+            let metadata = metadata.clone();
+            tokio::task::spawn_blocking(move || {
+                fsio::build_dir(
+                    &dir,
+                    &[
+                        (PERSONA_FILE, &fsio::to_json_bytes(&persona)?),
+                        (METADATA_FILE, &fsio::to_json_bytes(&metadata)?),
+                    ],
+                )
+            })
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+        };
+        let staged = built.map_err(|e| self.note_failure(StoreError::from(e)))?;
+        self.write("create", move |tx| tx.create(metadata, staged))
             .await
             .map(|e| self.session(e))
+    }
+
+    /// Records a storage failure that happened outside a transaction, for `/healthz`.
+    fn note_failure(&self, error: StoreError) -> StoreError {
+        if error.is_storage_failure() {
+            let mut index = self.shared.index.write().unwrap_or_else(|e| e.into_inner());
+            index.last_write_error = Some(error.to_string());
+        }
+        error
     }
 
     pub async fn update(&self, name: Name, patch: Patch) -> Result<Session, StoreError> {
@@ -665,25 +700,18 @@ impl Tx<'_> {
         self.set_status(target, Status::Active, Some(since))
     }
 
+    /// Moves a session directory built by [`fsio::build_dir`] into place.
     fn create(
         &mut self,
-        name: Name,
-        recorded: Option<String>,
-        persona: &Value,
+        metadata: Metadata,
+        staged: tempfile::TempDir,
     ) -> Result<Arc<Entry>, StoreError> {
+        let name = metadata.name.clone();
         match self.get(&name) {
             Ok(_) => return Err(StoreError::Exists(name)),
             Err(StoreError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
-        let metadata = Metadata::new(name.clone(), recorded, Timestamp::now());
-        let staged = fsio::staging_dir(&self.shared.dir)?;
-        fsio::write_new_file(staged.path(), PERSONA_FILE, &fsio::to_json_bytes(persona)?)?;
-        fsio::write_new_file(
-            staged.path(),
-            METADATA_FILE,
-            &fsio::to_json_bytes(&metadata)?,
-        )?;
         match fsio::publish_dir(staged, &self.session_dir(&name)) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(StoreError::Exists(name));
