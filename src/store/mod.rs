@@ -237,7 +237,7 @@ impl Store {
         fsio::ensure_dir(dir)?;
         let dir = std::fs::canonicalize(dir)?;
         let lock = DirLock::acquire(&dir)?;
-        let scan = recover::scan(&dir)?;
+        let scan = recover::scan(&dir, true)?;
         tracing::info!(
             dir = %dir.display(),
             sessions = scan.sessions.len(),
@@ -834,7 +834,7 @@ impl Tx<'_> {
     /// disk, and a switch committed there must not stay half done, so read the
     /// directory again and settle it, both at best: the storage is failing.
     fn resync(&mut self) {
-        let scan = match recover::scan(&self.shared.dir) {
+        let scan = match recover::scan(&self.shared.dir, false) {
             Ok(scan) => scan,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the sessions directory again after a failed write");

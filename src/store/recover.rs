@@ -23,14 +23,19 @@ pub(super) struct Scan {
     pub pointer: Option<Pointer>,
 }
 
-pub(super) fn scan(dir: &Path) -> Result<Scan, StoreError> {
+/// Reads the sessions directory. `sweep` removes top-level temp entries too, which only
+/// start-up may do: while serving, a create builds its directory there outside the
+/// writer lock, and a health probe writes its file there.
+pub(super) fn scan(dir: &Path, sweep: bool) -> Result<Scan, StoreError> {
     let mut candidates = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
         let file_name = entry.file_name().to_string_lossy().into_owned();
         if file_name.starts_with(fsio::TEMP_PREFIX) {
-            remove_temp(&path);
+            if sweep {
+                remove_temp(&path);
+            }
         } else if !OWN_ENTRIES.contains(&file_name.as_str()) {
             candidates.push((path, file_name));
         }
@@ -113,7 +118,7 @@ fn read_session(root: &fs::File, path: &Path, file_name: &str) -> Result<Metadat
     if rustix::fs::statat(root, &pending, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_err() {
         return Ok(metadata);
     }
-    settle_persona(path, &metadata)
+    settle_pending_persona(path, &metadata)
         .map_err(|e| format!("an interrupted persona replacement cannot be settled: {e}"))?;
     Ok(metadata)
 }
@@ -134,12 +139,9 @@ fn read_at(root: &fs::File, relative: &str) -> std::io::Result<Vec<u8>> {
 
 /// A persona replacement stages the new persona and commits by writing metadata that
 /// says "custom" (`Tx::replace_persona`): finish one that was committed, drop one that
-/// was not.
-fn settle_persona(dir: &Path, metadata: &Metadata) -> std::io::Result<()> {
+/// was not. Called when `dir` holds a pending persona.
+fn settle_pending_persona(dir: &Path, metadata: &Metadata) -> std::io::Result<()> {
     let pending = dir.join(PENDING_PERSONA_FILE);
-    if fs::symlink_metadata(&pending).is_err() {
-        return Ok(());
-    }
     if metadata.persona.as_deref() == Some(CUSTOM_PERSONA) {
         tracing::warn!(path = %pending.display(), "finishing an interrupted persona replacement");
         fsio::move_file(dir, PENDING_PERSONA_FILE, PERSONA_FILE)
