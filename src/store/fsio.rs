@@ -18,18 +18,19 @@ use crate::metrics::timed_fsync;
 /// Every temporary file or directory this service creates starts with this.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
-/// Serialises `value` as pretty JSON with a trailing newline (the files are for people
-/// too, and the original module wrote them indented).
+/// A temp file in `dir`, named with [`TEMP_PREFIX`] so start-up can recognise it.
 /// Temp files are created with the mode an ordinary file would get (0644 less the
 /// umask), not tempfile's private 0600, so the files stay readable by the tools that
 /// read them today (the original module, the operator's shell).
-fn temp_file(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+pub fn temp_file(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .permissions(fs::Permissions::from_mode(0o644))
         .tempfile_in(dir)
 }
 
+/// Serialises `value` as pretty JSON with a trailing newline (the files are for people
+/// too, and the original module wrote them indented).
 pub fn to_json_bytes<T: Serialize + ?Sized>(value: &T) -> io::Result<Vec<u8>> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
     bytes.push(b'\n');
@@ -102,7 +103,7 @@ pub fn create_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<bool
 
 /// Writes a new file inside a directory that is not visible yet (a session being built):
 /// its content is fsynced, and the directory itself is fsynced by [`publish_dir`].
-pub fn write_new_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<()> {
+fn write_new_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<()> {
     let mut file = File::create_new(dir.join(file_name))?;
     file.write_all(bytes)?;
     failpoint::hit(Step::TempWritten)?;
@@ -112,7 +113,7 @@ pub fn write_new_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<(
 
 /// A directory being built under a temporary name in `parent`; removed on drop unless
 /// it was published.
-pub fn staging_dir(parent: &Path) -> io::Result<tempfile::TempDir> {
+fn staging_dir(parent: &Path) -> io::Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempdir_in(parent)

@@ -293,13 +293,8 @@ impl Store {
         Ok(self.session(entry))
     }
 
-    /// All sessions, most recently active first (ties by name), optionally filtered.
-    pub fn list(&self, status: Option<Status>) -> Vec<Session> {
-        self.snapshot(status).1
-    }
-
-    /// [`Store::list`] as a JSON array, served from a cache that every change
-    /// invalidates (the sequence number moves), so a list never shows less than what
+    /// All sessions, most recently active first (ties by name), optionally filtered, as
+    /// a JSON array. Served from a cache that every change invalidates (the sequence number moves), so a list never shows less than what
     /// was acknowledged before it was asked for.
     pub fn list_json(&self, status: Option<Status>) -> Bytes {
         let slot = status.map_or(0, |s| s as usize + 1);
@@ -335,12 +330,7 @@ impl Store {
             .cloned()
             .collect();
         drop(index);
-        entries.sort_unstable_by(|a, b| {
-            b.metadata
-                .last_active
-                .cmp(&a.metadata.last_active)
-                .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-        });
+        entries.sort_unstable_by(|a, b| most_recent_first(a, b));
         (seq, entries.into_iter().map(|e| self.session(e)).collect())
     }
 
@@ -375,16 +365,13 @@ impl Store {
 
     pub fn health(&self) -> StoreHealth {
         let index = self.index();
-        let count = |s: Status| {
-            index
-                .sessions
-                .values()
-                .filter(|e| e.metadata.status == s)
-                .count()
-        };
+        let mut by_status = Status::ALL.map(|s| (s, 0));
+        for entry in index.sessions.values() {
+            by_status[entry.metadata.status as usize].1 += 1;
+        }
         StoreHealth {
             sessions: index.sessions.len(),
-            by_status: Status::ALL.map(|s| (s, count(s))),
+            by_status,
             current: index.pointer.name.clone(),
             skipped: index.skipped.values().cloned().collect(),
             write_problem: index.last_write_error.clone(),
@@ -404,10 +391,7 @@ impl Store {
         let dir = self.shared.dir.clone();
         tokio::task::spawn_blocking(move || {
             use std::io::Write;
-            let mut probe = tempfile::Builder::new()
-                .prefix(fsio::TEMP_PREFIX)
-                .tempfile_in(&dir)?;
-            probe.write_all(b"probe")?;
+            fsio::temp_file(&dir)?.write_all(b"probe")?;
             Ok(())
         })
         .await
@@ -525,6 +509,14 @@ impl Store {
             changes: Vec::new(),
         }
     }
+}
+
+/// The list order: most recently active first (timestamps as instants), ties by name.
+fn most_recent_first(a: &Entry, b: &Entry) -> std::cmp::Ordering {
+    b.metadata
+        .last_active
+        .cmp(&a.metadata.last_active)
+        .then_with(|| a.metadata.name.cmp(&b.metadata.name))
 }
 
 fn lookup(index: &Index, name: &Name) -> Result<Arc<Entry>, StoreError> {

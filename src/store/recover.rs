@@ -191,12 +191,7 @@ pub(super) fn repair(tx: &mut Tx<'_>, had_pointer: bool) -> Result<(), StoreErro
         .filter(|e| e.metadata.status == Status::Active)
         .cloned()
         .collect();
-    active.sort_by(|a, b| {
-        b.metadata
-            .last_active
-            .cmp(&a.metadata.last_active)
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-    });
+    active.sort_by(|a, b| super::most_recent_first(a, b));
     if !had_pointer {
         // The original module kept the current session in memory only: the most
         // recently activated `active` session is the best record of it.
