@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
@@ -216,6 +217,9 @@ pub async fn serve_router(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    // Connection tasks are owned here, not detached: serve returns only once every
+    // one has ended and dropped its handle on the state (the store and its lock).
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -230,10 +234,11 @@ pub async fn serve_router(
             },
             () = &mut shutdown => break,
         };
+        while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let conn = http.serve_connection(TokioIo::new(stream), service.clone());
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
@@ -241,11 +246,13 @@ pub async fn serve_router(
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = async {
+        graceful.shutdown().await;
+        while connections.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
         tracing::warn!("shutdown grace period over; closing the remaining connections");
+        connections.shutdown().await;
     }
     Ok(())
 }
