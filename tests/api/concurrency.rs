@@ -562,17 +562,9 @@ async fn mixed_load_from_32_clients_loses_no_acknowledged_write() {
     let mut checks: usize = logs.iter().map(|l| l.checks).sum();
     checks += check_invariants(&app).await;
     checks += check_acks(&app, &logs).await;
-    let list_before = get_json(&app, "/sessions").await;
-    app.stop().await;
-
-    let app = TestApp::spawn(&dirs).await;
+    let app = restart_unchanged(app, &dirs).await;
     checks += check_invariants(&app).await;
     checks += check_acks(&app, &logs).await;
-    assert_eq!(
-        get_json(&app, "/sessions").await,
-        list_before,
-        "after a restart"
-    );
     println!(
         "mixed load: {CLIENTS} clients, {sent} requests sent, {acked} acknowledged writes, \
          {checks} invariant checks, {server_errors} 5xx"
@@ -665,6 +657,22 @@ async fn switch_concurrently(app: &TestApp, targets: &[String]) -> Vec<(String, 
     answers
 }
 
+/// Stops `app`, starts a new one on the same directories, and asserts that it serves
+/// the same `GET /sessions` and `GET /sessions/active`.
+async fn restart_unchanged(app: TestApp, dirs: &Dirs) -> TestApp {
+    let list = get_json(&app, "/sessions").await;
+    let active = get_json(&app, "/sessions/active").await;
+    app.stop().await;
+    let app = TestApp::spawn(dirs).await;
+    assert_eq!(get_json(&app, "/sessions").await, list, "after a restart");
+    assert_eq!(
+        get_json(&app, "/sessions/active").await,
+        active,
+        "after a restart"
+    );
+    app
+}
+
 /// After concurrent switches: exactly one session is `active`, the current one, on
 /// disk and in `GET /sessions`; every other one is `suspended` or `idle`.
 async fn check_one_active(app: &TestApp, names: &[String]) -> usize {
@@ -731,16 +739,8 @@ async fn fifty_concurrent_switches_to_fifty_sessions_form_one_chain() {
     // Every session but the last was active, then suspended by the next switch.
     let suspended = app.list_sessions("?status=suspended").await;
     assert_eq!(suspended.as_array().unwrap().len(), 49);
-    let list_before = get_json(&app, "/sessions").await;
-    app.stop().await;
-
-    let app = TestApp::spawn(&dirs).await;
+    let app = restart_unchanged(app, &dirs).await;
     checks += check_one_active(&app, &names).await;
-    assert_eq!(
-        get_json(&app, "/sessions").await,
-        list_before,
-        "after a restart"
-    );
     assert_eq!(get_json(&app, "/sessions/active").await, current);
     println!(
         "concurrent switches to 50 sessions: 50 requests sent, 50 acknowledged writes, \
@@ -765,16 +765,8 @@ async fn fifty_concurrent_switches_among_five_sessions_form_one_chain() {
     let changed = answers.iter().filter(|(_, a)| a["changed"] == true).count();
     let mut checks = check_chain(&answers, &current["active"]);
     checks += check_one_active(&app, &names).await;
-    let list_before = get_json(&app, "/sessions").await;
-    app.stop().await;
-
-    let app = TestApp::spawn(&dirs).await;
+    let app = restart_unchanged(app, &dirs).await;
     checks += check_one_active(&app, &names).await;
-    assert_eq!(
-        get_json(&app, "/sessions").await,
-        list_before,
-        "after a restart"
-    );
     assert_eq!(get_json(&app, "/sessions/active").await, current);
     println!(
         "concurrent switches among 5 sessions: 50 requests sent, {changed} acknowledged \
