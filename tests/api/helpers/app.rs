@@ -1,0 +1,189 @@
+//! `TestApp`: the real router served by `app::serve` on a random loopback port, over
+//! temp directories, with typed helpers. Dropping it without `stop` aborts the server;
+//! `stop` shuts it down gracefully and fails the test if the server failed.
+
+use std::path::PathBuf;
+
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use session_manager::app;
+use session_manager::personas::Personas;
+use session_manager::security::{Auth, HostGuard};
+use session_manager::state::AppState;
+use session_manager::store::Store;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::assert::assert_json;
+use super::fixtures::read_json;
+
+/// The directories a test app runs on; kept across restarts of the app.
+pub struct Dirs {
+    pub root: TempDir,
+}
+
+impl Dirs {
+    pub fn new() -> Self {
+        Self {
+            root: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+    pub fn sessions(&self) -> PathBuf {
+        self.root.path().join("sessions")
+    }
+    pub fn personas(&self) -> PathBuf {
+        self.root.path().join("personas")
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct Options {
+    pub token: Option<String>,
+    pub allowed_hosts: Vec<String>,
+}
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub base: String,
+    pub client: Client,
+    pub token: Option<String>,
+    pub sessions_dir: PathBuf,
+    pub personas_dir: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Starts the app on fresh temp directories.
+    pub async fn spawn(dirs: &Dirs) -> Self {
+        Self::spawn_with(dirs, Options::default()).await
+    }
+
+    pub async fn spawn_with(dirs: &Dirs, options: Options) -> Self {
+        let store = Store::open(&dirs.sessions()).expect("open the store");
+        let personas = Personas::open(&dirs.personas()).expect("open the personas");
+        // Bound before the server task starts, so no request can race the listener.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::new(
+            store,
+            personas,
+            Auth::new(options.token.as_deref()),
+            HostGuard::new(addr, &options.allowed_hosts),
+        );
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(app::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: Client::new(),
+            token: options.token,
+            sessions_dir: std::fs::canonicalize(dirs.sessions()).unwrap(),
+            personas_dir: dirs.personas(),
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server gracefully and waits for it; panics if it failed. The store's
+    /// directory lock is released when this returns.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.server
+            .take()
+            .unwrap()
+            .await
+            .expect("server task panicked")
+            .expect("server failed");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request with the token (when the app has one).
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {
+        self.request(method, path).json(body).send().await.unwrap()
+    }
+
+    pub async fn create_session(&self, name: &str, persona: Option<Value>) -> Response {
+        let mut body = json!({ "name": name });
+        if let Some(persona) = persona {
+            body["persona"] = persona;
+        }
+        self.send_json(Method::POST, "/sessions", &body).await
+    }
+
+    /// Creates a session and asserts it was created.
+    pub async fn created(&self, name: &str) -> Value {
+        let response = self.create_session(name, None).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "create {name}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn switch(&self, name: &str) -> Response {
+        self.send_json(Method::PUT, "/sessions/active", &json!({ "name": name }))
+            .await
+    }
+
+    pub async fn patch(&self, name: &str, body: &Value) -> Response {
+        self.send_json(Method::PATCH, &format!("/sessions/{name}"), body)
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path).send().await.unwrap()
+    }
+
+    pub fn session_dir(&self, name: &str) -> PathBuf {
+        self.sessions_dir.join(name)
+    }
+
+    /// The session's `metadata.json` as on disk.
+    pub fn metadata_on_disk(&self, name: &str) -> Value {
+        read_json(&self.session_dir(name).join("metadata.json"))
+    }
+
+    pub async fn head(&self, path: &str) -> Response {
+        self.request(Method::HEAD, path).send().await.unwrap()
+    }
+
+    /// `GET /sessions` (with an optional query), asserted 200.
+    pub async fn list_sessions(&self, query: &str) -> Value {
+        assert_json(self.get(&format!("/sessions{query}")).await, StatusCode::OK).await
+    }
+
+    /// Switches and asserts 200; returns the answer.
+    pub async fn switched(&self, name: &str) -> Value {
+        assert_json(self.switch(name).await, StatusCode::OK).await
+    }
+
+    /// `GET /healthz`, asserted 200.
+    pub async fn health(&self) -> Value {
+        assert_json(self.get("/healthz").await, StatusCode::OK).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}

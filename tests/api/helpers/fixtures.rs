@@ -1,0 +1,91 @@
+//! Files and bodies to start from or compare with: JSON on disk, a valid custom persona,
+//! sessions written as the original Python module writes them, the shipped library.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A persona object that passes validation.
+pub fn custom_persona() -> Value {
+    json!({
+        "name": "Reviewer",
+        "description": "Reviews diffs",
+        "system_prompt": "Review the operator's changes.",
+        "settings": { "model": "claude-sonnet-4-20250514", "max_turns": 5, "effort": "high" },
+        "color": "blue"
+    })
+}
+
+/// The names in a directory, sorted.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Writes `value` as the original Python module does: `json.dumps(value, indent=2)`,
+/// keys in the given order, no trailing newline.
+pub fn write_python_json(path: &Path, value: &Value) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, serde_json::to_string_pretty(value).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// Writes a session directory as the original Python module leaves it: `metadata.json`
+/// (as given) and `persona.json` (a byte copy of the shipped `default.json`).
+pub fn write_python_session(sessions_dir: &Path, name: &str, metadata: &Value) {
+    let dir = sessions_dir.join(name);
+    write_python_json(&dir.join("metadata.json"), metadata);
+    std::fs::write(dir.join("persona.json"), shipped_persona_text("default")).unwrap();
+}
+
+/// Metadata in the original module's field order.
+pub fn python_metadata(name: &str, created: &str, last_active: &str, status: &str) -> Value {
+    json!({
+        "name": name,
+        "created": created,
+        "last_active": last_active,
+        "persona": null,
+        "pid": null,
+        "status": status,
+    })
+}
+
+/// The text of a persona of the repository's shipped library (`personas/<key>.json`).
+pub fn shipped_persona_text(key: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("personas")
+        .join(format!("{key}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `metadata` as the API answers it: plus `dir`.
+pub fn with_dir(metadata: &Value, dir: &Path) -> Value {
+    let mut answer = metadata.clone();
+    answer["dir"] = json!(dir.to_str().unwrap());
+    answer
+}
+
+/// Copies a directory tree (files and directories only), as a template for a test.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
