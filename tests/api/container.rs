@@ -207,10 +207,7 @@ async fn the_binary_serves_as_the_image_runs_it_and_its_health_check_tells_up_fr
         "listens on all interfaces"
     );
     let port = server.addr.port();
-    let base = format!(
-        "http://{}",
-        session_manager::healthcheck::target(server.addr)
-    );
+    let base = server.url("");
     let client = bounded_client();
 
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();

@@ -1,7 +1,12 @@
 //! `TestApp`: the real router served by `app::serve` on a random loopback port, over
 //! temp directories, with typed helpers. Dropping it without `stop` aborts the server;
 //! `stop` shuts it down gracefully and fails the test if the server failed.
+//!
+//! This is the one file that names paths into the crate (`session_manager::...`): the
+//! app's parts here, and the few items other tests need at the end of the file.
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
@@ -45,7 +50,7 @@ pub struct Options {
 }
 
 pub struct TestApp {
-    pub addr: std::net::SocketAddr,
+    pub addr: SocketAddr,
     pub base: String,
     pub client: Client,
     pub token: Option<String>,
@@ -186,4 +191,27 @@ impl Drop for TestApp {
             server.abort();
         }
     }
+}
+
+// ---- The rest of the crate that tests use.
+
+pub use session_manager::app::{BODY_LIMIT, HEADER_READ_TIMEOUT};
+
+/// The paths of the router's table (`routes::table()`).
+pub fn route_paths() -> BTreeSet<String> {
+    session_manager::routes::table()
+        .into_iter()
+        .map(|(path, _, _)| path.to_owned())
+        .collect()
+}
+
+/// Where a client reaches a listener on `listen`: loopback for a wildcard address, as
+/// the binary's own `healthcheck` does.
+pub fn reachable_addr(listen: SocketAddr) -> SocketAddr {
+    session_manager::healthcheck::target(listen)
+}
+
+/// Whether `value` is a valid persona by the service's own rules; why not, if not.
+pub fn check_persona(value: Value) -> Result<(), String> {
+    session_manager::model::Persona::from_value(value).map(drop)
 }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 
+use super::app::reachable_addr;
+
 pub const BINARY: &str = env!("CARGO_BIN_EXE_session-manager");
 /// How long a debug build may take to start and say where it listens.
 pub const BINARY_START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -302,7 +304,7 @@ impl BinaryServer {
 
     /// Where `path` is on it; a wildcard listen address is reached on loopback.
     pub fn url(&self, path: &str) -> String {
-        let addr = session_manager::healthcheck::target(self.addr);
+        let addr = reachable_addr(self.addr);
         format!("http://{addr}{path}")
     }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use super::app::check_persona;
 use super::binary::BinaryServer;
 use super::fixtures::{dir_names, read_json};
 
@@ -175,7 +176,7 @@ pub async fn check_store(
                 continue;
             }
         };
-        if let Err(e) = session_manager::model::Persona::from_value(persona.clone()) {
+        if let Err(e) = check_persona(persona.clone()) {
             fail(format!("{name}/persona.json is not a valid persona: {e}"));
         }
         match get(format!("/sessions/{name}/persona")).await {
