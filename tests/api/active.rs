@@ -199,6 +199,7 @@ async fn clearing_the_current_session_suspends_it() {
     assert_problem(
         app.patch("work", &json!({ "status": "active" })).await,
         StatusCode::CONFLICT,
+        "status-conflict",
     )
     .await;
     assert_eq!(
@@ -255,7 +256,8 @@ async fn switching_to_an_unknown_session_is_404_and_changes_nothing() {
     app.switched("work").await;
     let before = session(&app, "work").await;
 
-    let problem = assert_problem(app.switch("nope").await, StatusCode::NOT_FOUND).await;
+    let problem =
+        assert_problem(app.switch("nope").await, StatusCode::NOT_FOUND, "not-found").await;
 
     assert!(problem["detail"].as_str().unwrap().contains("'nope'"));
     assert_eq!(session(&app, "work").await, before);
@@ -283,6 +285,7 @@ async fn switching_with_an_invalid_body_is_422() {
         let problem = assert_problem(
             app.send_json(Method::PUT, "/sessions/active", &body).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
         )
         .await;
         assert!(
@@ -307,7 +310,7 @@ async fn switching_with_a_body_that_is_not_an_object_is_422() {
     for body in [json!(["work"]), json!("work"), json!(null)] {
         let response = app.send_json(Method::PUT, "/sessions/active", &body).await;
         if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
-            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body").await;
         } else {
             wrong.push(format!("{body} -> {}", response.status()));
         }
@@ -333,14 +336,19 @@ async fn switching_with_malformed_json_is_400_and_without_json_415() {
         .send()
         .await
         .unwrap();
-    assert_problem(malformed, StatusCode::BAD_REQUEST).await;
+    assert_problem(malformed, StatusCode::BAD_REQUEST, "malformed-json").await;
     let untyped = app
         .request(Method::PUT, "/sessions/active")
         .body("{\"name\": \"work\"}")
         .send()
         .await
         .unwrap();
-    assert_problem(untyped, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    assert_problem(
+        untyped,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+    )
+    .await;
 
     assert_eq!(
         current(&app).await,
@@ -470,7 +478,12 @@ async fn state_survives_a_restart() {
         let got = app.get(&format!("/sessions/{name}/persona")).await;
         assert_eq!(&assert_json(got, StatusCode::OK).await, persona, "{name}");
     }
-    assert_problem(app.get("/sessions/gone").await, StatusCode::NOT_FOUND).await;
+    assert_problem(
+        app.get("/sessions/gone").await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
     let names: Vec<&str> = sessions
         .as_array()
         .unwrap()

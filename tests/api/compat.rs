@@ -582,7 +582,7 @@ async fn requests_naming_a_corrupt_entry_are_409_and_change_nothing() {
             ),
         ];
         for (what, response) in answers {
-            let problem = assert_problem(response, StatusCode::CONFLICT).await;
+            let problem = assert_problem(response, StatusCode::CONFLICT, "corrupt-entry").await;
             let detail = problem["detail"].as_str().unwrap();
             assert!(detail.contains("corrupt"), "{what} {name}: {detail}");
             assert!(detail.contains(name), "{what} {name}: {detail}");
@@ -731,6 +731,7 @@ async fn a_session_persona_that_is_not_a_valid_persona_is_409_and_kept() {
         let problem = assert_problem(
             app.get("/sessions/good/persona").await,
             StatusCode::CONFLICT,
+            "corrupt-entry",
         )
         .await;
         let detail = problem["detail"].as_str().unwrap();

@@ -480,6 +480,7 @@ async fn check_acks(app: &TestApp, logs: &[Log]) -> usize {
         assert_problem(
             app.get(&format!("/sessions/{name}")).await,
             StatusCode::NOT_FOUND,
+            "not-found",
         )
         .await;
         assert!(!app.session_dir(name).exists(), "{name} is still there");
@@ -601,7 +602,7 @@ async fn fifty_concurrent_creates_of_one_name_make_one_session() {
         if response.status() == StatusCode::CREATED {
             created.push(assert_json(response, StatusCode::CREATED).await);
         } else {
-            let problem = assert_problem(response, StatusCode::CONFLICT).await;
+            let problem = assert_problem(response, StatusCode::CONFLICT, "exists").await;
             assert!(
                 problem["detail"].as_str().unwrap().contains("same"),
                 "{problem}"

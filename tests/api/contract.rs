@@ -264,7 +264,12 @@ async fn paths_and_methods_match_the_router() {
             allowed, expected,
             "{path}: the router's methods (Allow) vs openapi.yaml's (plus HEAD for GET)"
         );
-        assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+        assert_problem(
+            response,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+        )
+        .await;
     }
     app.stop().await;
 }
@@ -539,7 +544,7 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
                 "{label}"
             );
             if p.method != Method::HEAD {
-                assert_problem(response, status).await;
+                assert_problem_with_status(response, status).await;
             }
         }
     }
@@ -595,7 +600,7 @@ async fn the_token_is_needed_exactly_where_the_spec_says() {
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{label}");
             assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
             if op.method != "head" {
-                assert_problem(response, StatusCode::UNAUTHORIZED).await;
+                assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
             }
         } else {
             assert_ne!(response.status(), StatusCode::UNAUTHORIZED, "{label}");

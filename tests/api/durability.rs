@@ -533,19 +533,12 @@ async fn assert_no_space(server: &BinaryServer, method: Method, path: &str, body
         request = request.json(body);
     }
     let response = request.send().await.unwrap();
-    let status = response.status();
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let problem: Value = response.json().await.unwrap();
-    assert_eq!(
-        status,
+    let problem = assert_problem(
+        response,
         StatusCode::INSUFFICIENT_STORAGE,
-        "{method} {path}: {problem}"
-    );
-    assert_eq!(content_type, "application/problem+json", "{method} {path}");
-    assert_eq!(problem["status"], 507);
+        "insufficient-storage",
+    )
+    .await;
     let detail = problem["detail"].as_str().unwrap_or_default();
     assert!(
         detail.contains("no space") && detail.contains("retry"),

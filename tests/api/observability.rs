@@ -64,7 +64,7 @@ async fn metrics_count_requests_by_route_template_behind_the_token() {
     );
 
     let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
-    assert_problem(anonymous, StatusCode::UNAUTHORIZED).await;
+    assert_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
 
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -166,7 +166,7 @@ async fn a_metrics_listener_serves_metrics_without_the_token_and_nothing_else() 
         .send()
         .await
         .unwrap();
-    assert_problem(other, StatusCode::NOT_FOUND).await;
+    assert_problem(other, StatusCode::NOT_FOUND, "not-found").await;
     let (status, _) = server.must(Method::GET, "/metrics", None).await;
     assert_eq!(
         status,

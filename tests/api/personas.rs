@@ -92,7 +92,12 @@ async fn get_an_unknown_persona_is_404() {
     let dirs = Dirs::new();
     let app = TestApp::spawn(&dirs).await;
 
-    let problem = assert_problem(app.get("/personas/nope").await, StatusCode::NOT_FOUND).await;
+    let problem = assert_problem(
+        app.get("/personas/nope").await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
 
     assert!(problem["detail"].as_str().unwrap().contains("'nope'"));
     app.stop().await;
@@ -114,7 +119,8 @@ async fn get_a_persona_with_a_bad_key_is_400() {
         "/personas/%FF",
         too_long.as_str(),
     ] {
-        let problem = assert_problem(app.get(path).await, StatusCode::BAD_REQUEST).await;
+        let problem =
+            assert_problem(app.get(path).await, StatusCode::BAD_REQUEST, "invalid-name").await;
         assert!(
             problem["detail"].as_str().unwrap().contains("persona key") || path.contains("%FF"),
             "{path}: {problem}"
@@ -236,11 +242,13 @@ async fn an_invalid_persona_file_is_skipped_and_reported() {
         assert_problem(
             app.get(&format!("/personas/{key}")).await,
             StatusCode::NOT_FOUND,
+            "not-found",
         )
         .await;
         assert_problem(
             app.create_session("work", Some(json!(key))).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
         )
         .await;
     }

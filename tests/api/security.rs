@@ -98,7 +98,7 @@ async fn with_a_token_every_route_but_healthz_needs_exactly_that_token() {
                 "{context}"
             );
             if method != Method::HEAD {
-                assert_problem(response, StatusCode::UNAUTHORIZED).await;
+                assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
             }
         }
     }
@@ -182,6 +182,7 @@ async fn host_must_be_loopback_or_the_listen_address() {
             let body = assert_problem(
                 response.send().await.unwrap(),
                 StatusCode::MISDIRECTED_REQUEST,
+                "misdirected-request",
             )
             .await;
             assert!(body["detail"].as_str().unwrap().contains("host"), "{body}");
@@ -195,7 +196,12 @@ async fn host_must_be_loopback_or_the_listen_address() {
         .send()
         .await
         .unwrap();
-    assert_problem(response, StatusCode::MISDIRECTED_REQUEST).await;
+    assert_problem(
+        response,
+        StatusCode::MISDIRECTED_REQUEST,
+        "misdirected-request",
+    )
+    .await;
     assert!(!app.session_dir("rebound").exists());
     app.stop().await;
 }
@@ -234,7 +240,12 @@ async fn origin_of_a_foreign_web_page_is_refused() {
         }
         for origin in &refused {
             let response = app.client.get(app.url(path)).header("origin", origin);
-            assert_problem(response.send().await.unwrap(), StatusCode::FORBIDDEN).await;
+            assert_problem(
+                response.send().await.unwrap(),
+                StatusCode::FORBIDDEN,
+                "forbidden-origin",
+            )
+            .await;
         }
     }
     // The cross-site write a page would attempt changes nothing.
@@ -245,7 +256,7 @@ async fn origin_of_a_foreign_web_page_is_refused() {
         .send()
         .await
         .unwrap();
-    assert_problem(response, StatusCode::FORBIDDEN).await;
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden-origin").await;
     assert!(!app.session_dir("csrf").exists());
     app.stop().await;
 }
@@ -305,6 +316,15 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
     walk(root, root, &mut out);
     out.sort();
     out
+}
+
+/// Whether `response` is a problem with `status`, the `type` of `slug` and a detail.
+fn is_raw_problem(response: &RawResponse, status: u16, slug: &str) -> bool {
+    let body = lenient_json(&response.body);
+    response.status == status
+        && response.header("content-type") == Some("application/problem+json")
+        && body["type"] == problem_type(slug)
+        && body["detail"].as_str().is_some_and(|d| !d.is_empty())
 }
 
 /// Names and keys that must never become a path (SPEC §6). Observed and required:
@@ -376,23 +396,19 @@ async fn hostile_names_in_paths_are_refused_and_touch_nothing() {
             let path = template.replace("{}", segment);
             let response =
                 raw_request(app.addr, &raw_http(method, &path, &host, body.as_ref())).await;
-            let problem = response.header("content-type") == Some("application/problem+json");
-            if response.status != 400 || !problem {
+            if !is_raw_problem(&response, 400, "invalid-name") {
                 failures.push(format!(
                     "{method} {path}: {} {}",
                     response.status,
                     String::from_utf8_lossy(&response.body)
                 ));
-            } else {
-                let detail = response.json()["detail"].as_str().unwrap_or("").to_owned();
-                assert!(!detail.is_empty(), "{method} {path}");
             }
         }
     }
     // An empty name inside a route's path reaches the name check: 400, not a path.
     for (method, path) in [("GET", "/sessions//persona"), ("PUT", "/sessions//persona")] {
         let response = raw_request(app.addr, &raw_http(method, path, &host, None)).await;
-        let body = assert_raw_problem(&response, 400, path);
+        let body = assert_raw_problem(&response, 400, "invalid-name", path);
         assert!(body["detail"].as_str().unwrap().contains("empty"), "{body}");
     }
     // Paths that fit no route at all (a trailing slash, more segments): 404.
@@ -409,8 +425,7 @@ async fn hostile_names_in_paths_are_refused_and_touch_nothing() {
     ];
     for (method, path) in unrouted {
         let response = raw_request(app.addr, &raw_http(method, path, &host, None)).await;
-        let problem = response.header("content-type") == Some("application/problem+json");
-        if response.status != 404 || !problem {
+        if !is_raw_problem(&response, 404, "not-found") {
             failures.push(format!(
                 "{method} {path}: {} {}",
                 response.status,
@@ -458,7 +473,7 @@ async fn a_body_over_256_kib_is_refused_and_one_at_the_limit_is_not() {
         .send()
         .await
         .unwrap();
-    let body = assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    let body = assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large").await;
     assert!(
         body["detail"].as_str().unwrap().contains("262144"),
         "the detail names the limit: {body}"
@@ -480,7 +495,12 @@ async fn a_body_over_256_kib_is_refused_and_one_at_the_limit_is_not() {
     }
     request.extend_from_slice(b"0\r\n\r\n");
     let response = raw_request(app.addr, &request).await;
-    assert_raw_problem(&response, 413, "a chunked body over the limit");
+    assert_raw_problem(
+        &response,
+        413,
+        "payload-too-large",
+        "a chunked body over the limit",
+    );
     assert!(!app.session_dir("too-big-chunked").exists());
 
     let at_limit = create_body_of_len("at-limit", BODY_LIMIT);
@@ -523,7 +543,7 @@ async fn bodies_that_are_not_the_expected_json_are_refused() {
     for (method, path) in &routes {
         for body in malformed {
             let response = send(method.clone(), path, Some("application/json"), body).await;
-            assert_problem(response, StatusCode::BAD_REQUEST).await;
+            assert_problem(response, StatusCode::BAD_REQUEST, "malformed-json").await;
         }
         // A browser may send these cross-site without a preflight: never accepted.
         let valid = r#"{"name": "alpha"}"#;
@@ -534,7 +554,12 @@ async fn bodies_that_are_not_the_expected_json_are_refused() {
             Some("multipart/form-data; boundary=x"),
         ] {
             let response = send(method.clone(), path, content_type, valid).await;
-            assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+            assert_problem(
+                response,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+            )
+            .await;
         }
     }
 
@@ -565,7 +590,7 @@ async fn bodies_that_are_not_the_expected_json_are_refused() {
     for (method, path, body) in &wrong_types {
         let response = app.send_json(method.clone(), path, body).await;
         if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
-            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body").await;
         } else {
             failures.push(format!(
                 "{method} {path} {body}: {} {}",
@@ -662,7 +687,7 @@ async fn unknown_paths_and_methods_are_problems_and_405_lists_the_methods() {
         (Method::GET, "/healthz/extra"),
     ] {
         let response = app.request(method, path).send().await.unwrap();
-        assert_problem(response, StatusCode::NOT_FOUND).await;
+        assert_problem(response, StatusCode::NOT_FOUND, "not-found").await;
     }
 
     let methods_of = |list: &[&str]| list.iter().map(|m| m.to_string()).collect::<BTreeSet<_>>();
@@ -708,7 +733,12 @@ async fn unknown_paths_and_methods_are_problems_and_405_lists_the_methods() {
             .unwrap()
             .to_owned();
         assert_eq!(allow_set(&allow), methods_of(allowed), "{method} {path}");
-        assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+        assert_problem(
+            response,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+        )
+        .await;
     }
     app.stop().await;
 }

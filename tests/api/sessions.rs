@@ -62,15 +62,16 @@ fn assert_fresh_session(
     );
 }
 
-/// Asserts a problem answer with `status` whose detail mentions `needle`; `sent` says
-/// what was sent, for the failure message.
+/// Asserts a problem answer with `status` and `slug` whose detail mentions `needle`;
+/// `sent` says what was sent, for the failure message.
 async fn assert_problem_mentioning(
     response: Response,
     status: StatusCode,
+    slug: &str,
     needle: &str,
     sent: impl std::fmt::Display,
 ) {
-    let problem = assert_problem(response, status).await;
+    let problem = assert_problem(response, status, slug).await;
     assert!(
         problem["detail"].as_str().unwrap().contains(needle),
         "{sent}: {problem}"
@@ -89,7 +90,7 @@ async fn not_refused_with_422(
     for body in bodies {
         let response = app.send_json(method.clone(), path, &body).await;
         if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
-            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body").await;
         } else {
             wrong.push(format!("{body} -> {}", response.status()));
         }
@@ -183,6 +184,7 @@ async fn create_an_existing_session_is_409_and_changes_nothing() {
     assert_problem_mentioning(
         app.create_session("work", Some(json!("planner"))).await,
         StatusCode::CONFLICT,
+        "exists",
         "'work'",
         "a second create of work",
     )
@@ -219,6 +221,7 @@ async fn create_with_an_invalid_name_is_422_naming_the_rule() {
         assert_problem_mentioning(
             app.create_session(name, None).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
             rule,
             format!("{name:?}"),
         )
@@ -251,6 +254,7 @@ async fn create_with_an_unknown_persona_key_is_422() {
         assert_problem_mentioning(
             app.create_session("work", Some(json!(key))).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
             "persona",
             format!("{key:?}"),
         )
@@ -300,6 +304,7 @@ async fn create_with_an_invalid_custom_persona_is_422_naming_the_field() {
         assert_problem_mentioning(
             app.create_session("work", Some(persona.clone())).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
             field,
             &persona,
         )
@@ -318,6 +323,7 @@ async fn create_with_a_mistyped_custom_persona_field_is_422() {
         assert_problem(
             app.create_session("work", Some(persona)).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
         )
         .await;
     }
@@ -333,7 +339,8 @@ async fn a_mistyped_custom_persona_field_is_named_in_the_detail() {
     let mut unnamed = Vec::new();
     for (field, persona) in mistyped_personas() {
         let created = app.create_session("work", Some(persona)).await;
-        let problem = assert_problem(created, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let problem =
+            assert_problem(created, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body").await;
         let detail = problem["detail"].as_str().unwrap().to_owned();
         if !detail.contains(field) {
             unnamed.push(format!("{field}: {detail}"));
@@ -356,6 +363,7 @@ async fn create_with_a_persona_of_the_wrong_type_is_422() {
         assert_problem_mentioning(
             app.create_session("work", Some(persona.clone())).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
             "persona",
             &persona,
         )
@@ -383,6 +391,7 @@ async fn create_with_an_unknown_or_missing_field_is_422() {
         assert_problem_mentioning(
             app.send_json(Method::POST, "/sessions", &body).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
             mentions,
             &body,
         )
@@ -422,7 +431,7 @@ async fn create_with_malformed_json_is_400() {
         .await
         .unwrap();
 
-    assert_problem(response, StatusCode::BAD_REQUEST).await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "malformed-json").await;
     assert_eq!(session_entries(&app), Vec::<String>::new());
     app.stop().await;
 }
@@ -438,7 +447,12 @@ async fn create_without_a_json_content_type_is_415() {
             request = request.header("content-type", content_type);
         }
         let response = request.body(r#"{"name": "work"}"#).send().await.unwrap();
-        assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+        assert_problem(
+            response,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        )
+        .await;
     }
 
     assert_eq!(session_entries(&app), Vec::<String>::new());
@@ -588,6 +602,7 @@ async fn list_with_a_bad_status_filter_is_422() {
         assert_problem_mentioning(
             app.get(&format!("/sessions{query}")).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-filter",
             "idle",
             query,
         )
@@ -620,6 +635,7 @@ async fn get_an_unknown_session_is_404() {
     assert_problem_mentioning(
         app.get("/sessions/nope").await,
         StatusCode::NOT_FOUND,
+        "not-found",
         "'nope'",
         "GET /sessions/nope",
     )
@@ -644,7 +660,7 @@ async fn get_with_a_bad_name_is_400() {
         "/sessions/%FF",
         too_long.as_str(),
     ] {
-        assert_problem(app.get(path).await, StatusCode::BAD_REQUEST).await;
+        assert_problem(app.get(path).await, StatusCode::BAD_REQUEST, "invalid-name").await;
     }
     app.stop().await;
 }
@@ -712,6 +728,7 @@ async fn patch_status_of_a_session_that_is_not_current() {
     assert_problem_mentioning(
         app.patch("work", &json!({ "status": "active" })).await,
         StatusCode::CONFLICT,
+        "status-conflict",
         "not the current",
         "status active",
     )
@@ -741,6 +758,7 @@ async fn patch_status_of_the_current_session() {
     assert_problem_mentioning(
         app.patch("work", &json!({ "status": "suspended" })).await,
         StatusCode::CONFLICT,
+        "status-conflict",
         "is the current",
         "status suspended",
     )
@@ -791,6 +809,7 @@ async fn patch_refuses_other_fields() {
         assert_problem_mentioning(
             app.patch("work", &body).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
             field,
             &body,
         )
@@ -810,6 +829,7 @@ async fn patch_with_an_empty_body_is_422() {
     let problem = assert_problem(
         app.patch("work", &json!({})).await,
         StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-body",
     )
     .await;
 
@@ -839,6 +859,7 @@ async fn patch_with_a_pid_that_is_not_a_positive_integer_is_422() {
         assert_problem_mentioning(
             app.patch("work", &json!({ "pid": pid })).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
             "pid",
             &pid,
         )
@@ -858,6 +879,7 @@ async fn patch_with_a_null_or_unknown_status_is_422() {
         assert_problem_mentioning(
             app.patch("work", &json!({ "status": status })).await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
             "status",
             &status,
         )
@@ -908,6 +930,7 @@ async fn patch_an_unknown_session_is_404() {
     assert_problem(
         app.patch("nope", &json!({ "pid": 1 })).await,
         StatusCode::NOT_FOUND,
+        "not-found",
     )
     .await;
 
@@ -955,8 +978,18 @@ async fn delete_moves_the_whole_directory_under_the_archive() {
 
     let keep = assert_json(app.get("/sessions/keep").await, StatusCode::OK).await;
     assert_eq!(app.list_sessions("").await, json!([keep]));
-    assert_problem(app.get("/sessions/work").await, StatusCode::NOT_FOUND).await;
-    assert_problem(app.delete("/sessions/work").await, StatusCode::NOT_FOUND).await;
+    assert_problem(
+        app.get("/sessions/work").await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
+    assert_problem(
+        app.delete("/sessions/work").await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -1022,7 +1055,12 @@ async fn delete_an_unknown_session_is_404() {
     let dirs = Dirs::new();
     let app = TestApp::spawn(&dirs).await;
 
-    assert_problem(app.delete("/sessions/nope").await, StatusCode::NOT_FOUND).await;
+    assert_problem(
+        app.delete("/sessions/nope").await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
 
     assert!(!app.sessions_dir.join(".archive").join("nope").exists());
     app.stop().await;
@@ -1047,11 +1085,13 @@ async fn get_the_session_persona() {
     assert_problem(
         app.get("/sessions/nope/persona").await,
         StatusCode::NOT_FOUND,
+        "not-found",
     )
     .await;
     assert_problem(
         app.get("/sessions/..%2Fx/persona").await,
         StatusCode::BAD_REQUEST,
+        "invalid-name",
     )
     .await;
     app.stop().await;
@@ -1112,6 +1152,7 @@ async fn put_an_invalid_session_persona_is_422_and_changes_nothing() {
             app.send_json(Method::PUT, "/sessions/work/persona", &body)
                 .await,
             StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
         )
         .await;
     }
@@ -1133,6 +1174,7 @@ async fn put_the_persona_of_an_unknown_session_is_404() {
         app.send_json(Method::PUT, "/sessions/nope/persona", &custom_persona())
             .await,
         StatusCode::NOT_FOUND,
+        "not-found",
     )
     .await;
 
@@ -1173,6 +1215,7 @@ async fn max_turns_takes_the_whole_u64_range() {
         app.send_json(Method::PUT, "/sessions/work/persona", &persona)
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-body",
         "settings.max_turns: must be a positive integer",
         &persona,
     )
@@ -1200,6 +1243,7 @@ async fn integers_written_with_a_zero_fraction_are_integers() {
     let problem = assert_problem(
         app.patch("work", &json!({ "pid": 42.5 })).await,
         StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-body",
     )
     .await;
     assert_eq!(

@@ -4,20 +4,98 @@
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
-/// Asserts a problem answer: status, content type, and the `status`/`title` members;
-/// returns the body for further checks on `detail`.
-pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
-    assert_eq!(response.status(), status, "status of {}", response.url());
+/// The `type` of the problem with `slug`, a slug of the error table (src/error.rs,
+/// `ApiError::parts`).
+pub fn problem_type(slug: &str) -> String {
+    format!("tag:session-manager,2026:{slug}")
+}
+
+/// The error table's slugs by status: the problems an answer with that status may be.
+const SLUGS_BY_STATUS: [(u16, &[&str]); 14] = [
+    (400, &["invalid-name", "malformed-json"]),
+    (401, &["unauthorized"]),
+    (403, &["forbidden-origin"]),
+    (404, &["not-found"]),
+    (405, &["method-not-allowed"]),
+    (408, &["request-timeout"]),
+    (409, &["exists", "status-conflict", "corrupt-entry"]),
+    (413, &["payload-too-large"]),
+    (415, &["unsupported-media-type"]),
+    (421, &["misdirected-request"]),
+    (422, &["invalid-body", "invalid-filter"]),
+    (500, &["internal"]),
+    (503, &["unavailable"]),
+    (507, &["insufficient-storage"]),
+];
+
+/// Asserts a problem answer, however it was read: the status, the content type
+/// `application/problem+json`, and the members `type` (that of one of `slugs`), `status`,
+/// and a non-empty `title` and `detail`. `context` names the request in the messages.
+pub fn assert_problem_parts(
+    context: &str,
+    (got, content_type, body): (u16, Option<&str>, &Value),
+    status: u16,
+    slugs: &[&str],
+) {
+    assert_eq!(got, status, "status of {context}: {body}");
     assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json",
-        "content type of a {status} answer"
+        content_type,
+        Some("application/problem+json"),
+        "content type of {context}, a {status} answer"
     );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
-    assert!(body["type"].as_str().is_some_and(|t| !t.is_empty()));
-    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()));
+    let types: Vec<String> = slugs.iter().map(|slug| problem_type(slug)).collect();
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| types.iter().any(|x| x == t)),
+        "problem type of {context}: {body}; expected {}",
+        types.join(" or ")
+    );
+    assert_eq!(
+        body["status"], status,
+        "problem status of {context}: {body}"
+    );
+    for member in ["title", "detail"] {
+        assert!(
+            body[member].as_str().is_some_and(|t| !t.is_empty()),
+            "problem {member} of {context}: {body}"
+        );
+    }
+}
+
+/// A body as JSON, or as a JSON string when it is not JSON (so a failed assertion shows it).
+pub fn lenient_json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// Asserts a problem answer with `status` whose `type` has `slug` (see
+/// [`assert_problem_parts`]); returns the body for further checks on `detail`.
+pub async fn assert_problem(response: Response, status: StatusCode, slug: &str) -> Value {
+    problem_of(response, status, &[slug]).await
+}
+
+/// [`assert_problem`] for an answer that may be any problem the error table gives
+/// `status`, as for probes whose cause is not known in advance.
+pub async fn assert_problem_with_status(response: Response, status: StatusCode) -> Value {
+    let slugs = SLUGS_BY_STATUS
+        .iter()
+        .find(|(code, _)| *code == status.as_u16())
+        .map(|(_, slugs)| *slugs)
+        .unwrap_or_else(|| panic!("the error table has no problem with status {status}"));
+    problem_of(response, status, slugs).await
+}
+
+async fn problem_of(response: Response, status: StatusCode, slugs: &[&str]) -> Value {
+    let context = response.url().to_string();
+    let got = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let body = lenient_json(&response.bytes().await.unwrap());
+    let answer = (got, content_type.as_deref(), &body);
+    assert_problem_parts(&context, answer, status.as_u16(), slugs);
     body
 }
 

@@ -16,6 +16,7 @@ use reqwest::{Client, Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 
 use super::app::reachable_addr;
+use super::assert::lenient_json;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_session-manager");
 /// How long a debug build may take to start and say where it listens.
@@ -329,8 +330,7 @@ impl BinaryServer {
         let value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            lenient_json(&bytes)
         };
         Ok((status, value))
     }

@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use super::assert::{assert_problem_parts, lenient_json};
+
 /// An HTTP response read off a raw TCP connection (see [`raw_request`]).
 #[derive(Debug)]
 pub struct RawResponse {
@@ -126,19 +128,11 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
     body
 }
 
-/// Asserts a problem answer read off a raw connection; returns its body.
-pub fn assert_raw_problem(response: &RawResponse, status: u16, context: &str) -> Value {
-    assert_eq!(response.status, status, "status of {context}");
-    assert_eq!(
-        response.header("content-type"),
-        Some("application/problem+json"),
-        "content type of {context}"
-    );
-    let body = response.json();
-    assert_eq!(body["status"], status, "problem status of {context}");
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "problem detail of {context}"
-    );
+/// Asserts a problem answer read off a raw connection, with `status` and the `type` of
+/// `slug` (see [`assert_problem_parts`]); returns its body.
+pub fn assert_raw_problem(response: &RawResponse, status: u16, slug: &str, context: &str) -> Value {
+    let body = lenient_json(&response.body);
+    let answer = (response.status, response.header("content-type"), &body);
+    assert_problem_parts(context, answer, status, &[slug]);
     body
 }
