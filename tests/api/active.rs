@@ -16,8 +16,7 @@ async fn current(app: &TestApp) -> Value {
 
 #[tokio::test]
 async fn the_first_switch_answers_previous_null_and_activates() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     let answer = app.switched("work").await;
@@ -47,8 +46,7 @@ async fn the_first_switch_answers_previous_null_and_activates() {
 
 #[tokio::test]
 async fn switching_answers_the_previous_and_suspends_it() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("one").await;
     let two_created = app.created("two").await;
     app.switched("one").await;
@@ -90,8 +88,7 @@ async fn switching_answers_the_previous_and_suspends_it() {
 
 #[tokio::test]
 async fn switching_to_the_current_session_changes_nothing() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
     app.switched("work").await;
     let before = session(&app, "work").await;
@@ -113,8 +110,7 @@ async fn switching_to_the_current_session_changes_nothing() {
 
 #[tokio::test]
 async fn a_previous_session_that_is_not_active_keeps_its_status() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("one").await;
     app.created("two").await;
     app.switched("one").await;
@@ -139,8 +135,7 @@ async fn a_previous_session_that_is_not_active_keeps_its_status() {
 
 #[tokio::test]
 async fn get_active_with_nothing_current() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     assert_eq!(
         current(&app).await,
         json!({ "active": null, "session": null })
@@ -156,8 +151,7 @@ async fn get_active_with_nothing_current() {
 
 #[tokio::test]
 async fn get_active_answers_the_current_session_with_its_metadata() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("other").await;
     app.created("work").await;
     app.switched("work").await;
@@ -175,8 +169,7 @@ async fn get_active_answers_the_current_session_with_its_metadata() {
 
 #[tokio::test]
 async fn clearing_the_current_session_suspends_it() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
     app.switched("work").await;
     let before = session(&app, "work").await;
@@ -211,8 +204,7 @@ async fn clearing_the_current_session_suspends_it() {
 
 #[tokio::test]
 async fn clearing_an_idle_current_session_keeps_it_idle() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
     app.switched("work").await;
     assert_json(
@@ -234,8 +226,7 @@ async fn clearing_an_idle_current_session_keeps_it_idle() {
 
 #[tokio::test]
 async fn clearing_with_nothing_current_changes_nothing() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     let answer = assert_json(app.delete("/sessions/active").await, StatusCode::OK).await;
@@ -250,8 +241,7 @@ async fn clearing_with_nothing_current_changes_nothing() {
 
 #[tokio::test]
 async fn switching_to_an_unknown_session_is_404_and_changes_nothing() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
     app.switched("work").await;
     let before = session(&app, "work").await;
@@ -267,8 +257,7 @@ async fn switching_to_an_unknown_session_is_404_and_changes_nothing() {
 
 #[tokio::test]
 async fn switching_with_an_invalid_body_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
     let too_long = "a".repeat(51);
 
@@ -302,8 +291,7 @@ async fn switching_with_an_invalid_body_is_422() {
 
 #[tokio::test]
 async fn switching_with_a_body_that_is_not_an_object_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
 
     let mut wrong = Vec::new();
@@ -325,8 +313,7 @@ async fn switching_with_a_body_that_is_not_an_object_is_422() {
 
 #[tokio::test]
 async fn switching_with_malformed_json_is_400_and_without_json_415() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
 
     let malformed = app

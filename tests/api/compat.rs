@@ -337,6 +337,7 @@ print(json.dumps([m["name"] for m in names]))
 
 #[tokio::test]
 async fn what_the_service_writes_is_readable_by_python() {
+    // Kept by the test: python reads the session directories after the app stopped.
     let dirs = Dirs::new();
     let app = TestApp::spawn(&dirs).await;
     app.created("plain").await;

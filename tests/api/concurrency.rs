@@ -778,8 +778,7 @@ async fn fifty_concurrent_switches_among_five_sessions_form_one_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readers_during_switches_never_see_a_suspended_current_session() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let names: Vec<String> = (0..4).map(|i| format!("r{i}")).collect();
     for name in &names {
         app.created(name).await;

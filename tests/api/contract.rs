@@ -231,8 +231,7 @@ async fn paths_and_methods_match_the_router() {
         "openapi.yaml paths vs routes::table()"
     );
 
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created(SESSION).await;
     for (path, methods) in &spec {
         if methods.contains("HEAD") {
@@ -578,14 +577,10 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
 #[tokio::test]
 async fn the_token_is_needed_exactly_where_the_spec_says() {
     let doc = spec();
-    let dirs = Dirs::new();
-    let app = TestApp::spawn_with(
-        &dirs,
-        Options {
-            token: Some("contract-token".to_owned()),
-            ..Options::default()
-        },
-    )
+    let app = TestApp::fresh_with(Options {
+        token: Some("contract-token".to_owned()),
+        ..Options::default()
+    })
     .await;
     app.created(SESSION).await;
     for op in operations(&doc) {

@@ -224,8 +224,7 @@ fn entry<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
 
 #[tokio::test]
 async fn the_list_answers_each_write_as_soon_as_it_is_acknowledged() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("keep").await;
     // Lists come from another client (other connections) than the writes.
     let reader = Client::new();

@@ -22,8 +22,7 @@ fn sample(exposition: &str, metric: &str, labels: &[&str]) -> Option<f64> {
 
 #[tokio::test]
 async fn healthz_reports_version_uptime_counts_current_and_storage() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("one").await;
     app.created("two").await;
     app.switch("two").await;
@@ -47,14 +46,10 @@ async fn healthz_reports_version_uptime_counts_current_and_storage() {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_template_behind_the_token() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn_with(
-        &dirs,
-        Options {
-            token: Some("metrics-token".into()),
-            ..Options::default()
-        },
-    )
+    let app = TestApp::fresh_with(Options {
+        token: Some("metrics-token".into()),
+        ..Options::default()
+    })
     .await;
     app.created("alpha").await;
     assert_eq!(app.get("/sessions/alpha").await.status(), StatusCode::OK);

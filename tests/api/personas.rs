@@ -23,8 +23,7 @@ async fn library_with(dirs: &Dirs, files: &[(&str, &str)]) {
 
 #[tokio::test]
 async fn list_is_sorted_by_key_with_the_key_added() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     let listed = assert_json(app.get("/personas").await, StatusCode::OK).await;
 
@@ -42,8 +41,7 @@ async fn list_is_sorted_by_key_with_the_key_added() {
 
 #[tokio::test]
 async fn the_shipped_personas_follow_the_spec() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let mut prompts = Vec::new();
 
     for (key, max_turns) in SHIPPED {
@@ -73,8 +71,7 @@ async fn the_shipped_personas_follow_the_spec() {
 
 #[tokio::test]
 async fn get_a_persona_answers_the_file_as_stored() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     for (key, _) in SHIPPED {
         let persona = assert_json(app.get(&format!("/personas/{key}")).await, StatusCode::OK).await;
@@ -89,8 +86,7 @@ async fn get_a_persona_answers_the_file_as_stored() {
 
 #[tokio::test]
 async fn get_an_unknown_persona_is_404() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     let problem = assert_problem(
         app.get("/personas/nope").await,
@@ -105,8 +101,7 @@ async fn get_an_unknown_persona_is_404() {
 
 #[tokio::test]
 async fn get_a_persona_with_a_bad_key_is_400() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let too_long = format!("/personas/{}", "a".repeat(51));
 
     for path in [

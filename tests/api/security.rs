@@ -53,14 +53,10 @@ fn protected_routes() -> Vec<(Method, &'static str, Option<Value>)> {
 
 #[tokio::test]
 async fn with_a_token_every_route_but_healthz_needs_exactly_that_token() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn_with(
-        &dirs,
-        Options {
-            token: Some(TOKEN.to_owned()),
-            ..Options::default()
-        },
-    )
+    let app = TestApp::fresh_with(Options {
+        token: Some(TOKEN.to_owned()),
+        ..Options::default()
+    })
     .await;
     app.created("alpha").await;
     let before = app.metadata_on_disk("alpha");
@@ -140,8 +136,7 @@ async fn with_a_token_every_route_but_healthz_needs_exactly_that_token() {
 
 #[tokio::test]
 async fn host_must_be_loopback_or_the_listen_address() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let port = app.addr.port();
     let allowed = [
         format!("127.0.0.1:{port}"),
@@ -208,8 +203,7 @@ async fn host_must_be_loopback_or_the_listen_address() {
 
 #[tokio::test]
 async fn origin_of_a_foreign_web_page_is_refused() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let port = app.addr.port();
     let allowed = [
         "http://localhost:3000".to_owned(),
@@ -263,14 +257,10 @@ async fn origin_of_a_foreign_web_page_is_refused() {
 
 #[tokio::test]
 async fn allowed_hosts_are_accepted_in_host_and_origin() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn_with(
-        &dirs,
-        Options {
-            allowed_hosts: vec!["session-manager".into(), "Bot.Internal".into()],
-            ..Options::default()
-        },
-    )
+    let app = TestApp::fresh_with(Options {
+        allowed_hosts: vec!["session-manager".into(), "Bot.Internal".into()],
+        ..Options::default()
+    })
     .await;
     let status = |host: &'static str, origin: Option<&'static str>| {
         let mut request = app.client.get(app.url("/sessions")).header("host", host);
@@ -462,8 +452,7 @@ fn create_body_of_len(name: &str, len: usize) -> String {
 
 #[tokio::test]
 async fn a_body_over_256_kib_is_refused_and_one_at_the_limit_is_not() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     assert_eq!(BODY_LIMIT, 256 * 1024);
 
     let response = app
@@ -519,8 +508,7 @@ async fn a_body_over_256_kib_is_refused_and_one_at_the_limit_is_not() {
 
 #[tokio::test]
 async fn bodies_that_are_not_the_expected_json_are_refused() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("alpha").await;
     let before = snapshot(&app.sessions_dir);
     let routes = [
@@ -623,8 +611,7 @@ async fn bodies_that_are_not_the_expected_json_are_refused() {
 /// the answer must not depend on how far the parser got before it noticed.
 #[tokio::test]
 async fn malformed_json_is_400_even_when_what_was_read_so_far_is_wrong() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("alpha").await;
     let cases = [
         (Method::POST, "/sessions", r#"{"name": 5"#),
@@ -676,8 +663,7 @@ fn allow_set(value: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn unknown_paths_and_methods_are_problems_and_405_lists_the_methods() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     for (method, path) in [
         (Method::GET, "/"),
         (Method::GET, "/nope"),
@@ -760,8 +746,7 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 /// and the server keeps serving everyone else meanwhile.
 #[tokio::test]
 async fn clients_that_do_not_send_their_headers_are_disconnected() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let bound = HEADER_READ_TIMEOUT + Duration::from_secs(5);
     let started = Instant::now();
 

@@ -108,8 +108,7 @@ fn session_entries(app: &TestApp) -> Vec<String> {
 
 #[tokio::test]
 async fn create_without_persona_copies_the_default_persona() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     let response = app.create_session("work", None).await;
     assert_eq!(response.headers()["location"], "/sessions/work");
@@ -125,8 +124,7 @@ async fn create_without_persona_copies_the_default_persona() {
 
 #[tokio::test]
 async fn create_with_a_library_key_records_it_and_copies_that_persona() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     let body = assert_json(
         app.create_session("plan", Some(json!("planner"))).await,
@@ -141,8 +139,7 @@ async fn create_with_a_library_key_records_it_and_copies_that_persona() {
 
 #[tokio::test]
 async fn create_with_a_null_persona_is_the_same_as_without() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     let body = assert_json(
         app.create_session("work", Some(Value::Null)).await,
@@ -161,8 +158,7 @@ async fn create_with_a_null_persona_is_the_same_as_without() {
 
 #[tokio::test]
 async fn create_with_a_custom_persona_records_custom_and_keeps_its_extra_fields() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     let body = assert_json(
         app.create_session("review", Some(custom_persona())).await,
@@ -176,8 +172,7 @@ async fn create_with_a_custom_persona_records_custom_and_keeps_its_extra_fields(
 
 #[tokio::test]
 async fn create_an_existing_session_is_409_and_changes_nothing() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
     let before = std::fs::read(app.session_dir("work").join("metadata.json")).unwrap();
 
@@ -203,8 +198,7 @@ async fn create_an_existing_session_is_409_and_changes_nothing() {
 
 #[tokio::test]
 async fn create_with_an_invalid_name_is_422_naming_the_rule() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let too_long = "a".repeat(51);
     let cases = [
         ("", "must not be empty"),
@@ -234,8 +228,7 @@ async fn create_with_an_invalid_name_is_422_naming_the_rule() {
 
 #[tokio::test]
 async fn create_with_a_name_of_fifty_characters_is_accepted() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let name = "a".repeat(50);
 
     let body = assert_json(app.create_session(&name, None).await, StatusCode::CREATED).await;
@@ -247,8 +240,7 @@ async fn create_with_a_name_of_fifty_characters_is_accepted() {
 
 #[tokio::test]
 async fn create_with_an_unknown_persona_key_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     for key in ["nope", "../default", "default.json", ""] {
         assert_problem_mentioning(
@@ -297,8 +289,7 @@ fn mistyped_personas() -> Vec<(&'static str, Value)> {
 
 #[tokio::test]
 async fn create_with_an_invalid_custom_persona_is_422_naming_the_field() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     for (field, persona) in broken_personas() {
         assert_problem_mentioning(
@@ -316,8 +307,7 @@ async fn create_with_an_invalid_custom_persona_is_422_naming_the_field() {
 
 #[tokio::test]
 async fn create_with_a_mistyped_custom_persona_field_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     for (_, persona) in mistyped_personas() {
         assert_problem(
@@ -333,8 +323,7 @@ async fn create_with_a_mistyped_custom_persona_field_is_422() {
 
 #[tokio::test]
 async fn a_mistyped_custom_persona_field_is_named_in_the_detail() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     let mut unnamed = Vec::new();
     for (field, persona) in mistyped_personas() {
@@ -356,8 +345,7 @@ async fn a_mistyped_custom_persona_field_is_named_in_the_detail() {
 
 #[tokio::test]
 async fn create_with_a_persona_of_the_wrong_type_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     for persona in [json!(5), json!(true), json!(["default"])] {
         assert_problem_mentioning(
@@ -375,8 +363,7 @@ async fn create_with_a_persona_of_the_wrong_type_is_422() {
 
 #[tokio::test]
 async fn create_with_an_unknown_or_missing_field_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     for (body, mentions) in [
         (json!({ "name": "work", "colour": "red" }), "colour"),
@@ -403,8 +390,7 @@ async fn create_with_an_unknown_or_missing_field_is_422() {
 
 #[tokio::test]
 async fn create_with_a_body_that_is_not_an_object_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     let bodies = [
         json!(["work"]),
@@ -420,8 +406,7 @@ async fn create_with_a_body_that_is_not_an_object_is_422() {
 
 #[tokio::test]
 async fn create_with_malformed_json_is_400() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     let response = app
         .request(Method::POST, "/sessions")
@@ -438,8 +423,7 @@ async fn create_with_malformed_json_is_400() {
 
 #[tokio::test]
 async fn create_without_a_json_content_type_is_415() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     for content_type in [None, Some("text/plain")] {
         let mut request = app.request(Method::POST, "/sessions");
@@ -461,8 +445,7 @@ async fn create_without_a_json_content_type_is_415() {
 
 #[tokio::test]
 async fn dir_is_the_absolute_session_directory_and_never_stored() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
     app.switched("work").await;
     assert_json(
@@ -488,8 +471,7 @@ async fn dir_is_the_absolute_session_directory_and_never_stored() {
 
 #[tokio::test]
 async fn list_is_most_recently_active_first() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     assert_eq!(app.list_sessions("").await, json!([]));
     let a = app.created("a").await;
     let b = app.created("b").await;
@@ -547,8 +529,7 @@ async fn list_breaks_ties_by_name() {
 
 #[tokio::test]
 async fn list_filters_by_status() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("idle1").await;
     app.created("busy").await;
     app.created("idle2").await;
@@ -589,8 +570,7 @@ async fn list_filters_by_status() {
 
 #[tokio::test]
 async fn list_with_a_bad_status_filter_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
 
     for query in [
@@ -613,8 +593,7 @@ async fn list_with_a_bad_status_filter_is_422() {
 
 #[tokio::test]
 async fn get_a_session_answers_its_metadata_and_dir() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     let got = assert_json(app.get("/sessions/work").await, StatusCode::OK).await;
@@ -629,8 +608,7 @@ async fn get_a_session_answers_its_metadata_and_dir() {
 
 #[tokio::test]
 async fn get_an_unknown_session_is_404() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     assert_problem_mentioning(
         app.get("/sessions/nope").await,
@@ -645,8 +623,7 @@ async fn get_an_unknown_session_is_404() {
 
 #[tokio::test]
 async fn get_with_a_bad_name_is_400() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
     let too_long = format!("/sessions/{}", "a".repeat(51));
 
@@ -667,8 +644,7 @@ async fn get_with_a_bad_name_is_400() {
 
 #[tokio::test]
 async fn head_answers_whether_a_session_exists_without_a_body() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
 
     let found = app.head("/sessions/work").await;
@@ -684,8 +660,7 @@ async fn head_answers_whether_a_session_exists_without_a_body() {
 
 #[tokio::test]
 async fn patch_sets_and_clears_the_pid() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     let set = assert_json(
@@ -710,8 +685,7 @@ async fn patch_sets_and_clears_the_pid() {
 
 #[tokio::test]
 async fn patch_status_of_a_session_that_is_not_current() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     let suspended = assert_json(
@@ -748,8 +722,7 @@ async fn patch_status_of_a_session_that_is_not_current() {
 
 #[tokio::test]
 async fn patch_status_of_the_current_session() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
     app.switched("work").await;
     let current = assert_json(app.get("/sessions/work").await, StatusCode::OK).await;
@@ -790,8 +763,7 @@ async fn patch_status_of_the_current_session() {
 
 #[tokio::test]
 async fn patch_refuses_other_fields() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     for (body, field) in [
@@ -822,8 +794,7 @@ async fn patch_refuses_other_fields() {
 
 #[tokio::test]
 async fn patch_with_an_empty_body_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     let problem = assert_problem(
@@ -844,8 +815,7 @@ async fn patch_with_an_empty_body_is_422() {
 
 #[tokio::test]
 async fn patch_with_a_pid_that_is_not_a_positive_integer_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     for pid in [
@@ -871,8 +841,7 @@ async fn patch_with_a_pid_that_is_not_a_positive_integer_is_422() {
 
 #[tokio::test]
 async fn patch_with_a_null_or_unknown_status_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     for status in [json!(null), json!("running"), json!("ACTIVE"), json!("")] {
@@ -891,8 +860,7 @@ async fn patch_with_a_null_or_unknown_status_is_422() {
 
 #[tokio::test]
 async fn patch_with_a_status_that_is_not_a_string_is_422_not_400() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     // Well-formed JSON of the wrong type is an invalid body (422), not malformed JSON.
@@ -906,8 +874,7 @@ async fn patch_with_a_status_that_is_not_a_string_is_422_not_400() {
 
 #[tokio::test]
 async fn patch_with_a_body_that_is_not_an_object_is_422() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     let bodies = [
@@ -924,8 +891,7 @@ async fn patch_with_a_body_that_is_not_an_object_is_422() {
 
 #[tokio::test]
 async fn patch_an_unknown_session_is_404() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     assert_problem(
         app.patch("nope", &json!({ "pid": 1 })).await,
@@ -940,8 +906,7 @@ async fn patch_an_unknown_session_is_404() {
 
 #[tokio::test]
 async fn delete_moves_the_whole_directory_under_the_archive() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("keep").await;
     let created = app.created("work").await;
     let claude = app.session_dir("work").join(".claude").join("projects");
@@ -995,8 +960,7 @@ async fn delete_moves_the_whole_directory_under_the_archive() {
 
 #[tokio::test]
 async fn delete_then_create_the_same_name_again() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("work").await;
     assert_eq!(
         app.delete("/sessions/work").await.status(),
@@ -1021,8 +985,7 @@ async fn delete_then_create_the_same_name_again() {
 
 #[tokio::test]
 async fn delete_the_current_session_leaves_none_current() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.created("other").await;
     app.created("work").await;
     app.switched("work").await;
@@ -1052,8 +1015,7 @@ async fn delete_the_current_session_leaves_none_current() {
 
 #[tokio::test]
 async fn delete_an_unknown_session_is_404() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     assert_problem(
         app.delete("/sessions/nope").await,
@@ -1068,8 +1030,7 @@ async fn delete_an_unknown_session_is_404() {
 
 #[tokio::test]
 async fn get_the_session_persona() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     app.create_session("brain", Some(json!("brainstorm"))).await;
 
     let persona = assert_json(app.get("/sessions/brain/persona").await, StatusCode::OK).await;
@@ -1099,8 +1060,7 @@ async fn get_the_session_persona() {
 
 #[tokio::test]
 async fn put_the_session_persona_replaces_it_and_records_custom() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
     let stored = assert_json(
@@ -1129,8 +1089,7 @@ async fn put_the_session_persona_replaces_it_and_records_custom() {
 
 #[tokio::test]
 async fn put_an_invalid_session_persona_is_422_and_changes_nothing() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let created = app.created("work").await;
     let before = std::fs::read(app.session_dir("work").join("persona.json")).unwrap();
     let mut no_name = custom_persona();
@@ -1167,8 +1126,7 @@ async fn put_an_invalid_session_persona_is_422_and_changes_nothing() {
 
 #[tokio::test]
 async fn put_the_persona_of_an_unknown_session_is_404() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
 
     assert_problem(
         app.send_json(Method::PUT, "/sessions/nope/persona", &custom_persona())
@@ -1187,8 +1145,7 @@ async fn put_the_persona_of_an_unknown_session_is_404() {
 /// 422.
 #[tokio::test]
 async fn max_turns_takes_the_whole_u64_range() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let mut persona = custom_persona();
     persona["settings"]["max_turns"] = json!(u64::MAX);
     assert_eq!(
@@ -1225,8 +1182,7 @@ async fn max_turns_takes_the_whole_u64_range() {
 
 #[tokio::test]
 async fn integers_written_with_a_zero_fraction_are_integers() {
-    let dirs = Dirs::new();
-    let app = TestApp::spawn(&dirs).await;
+    let app = TestApp::fresh().await;
     let mut persona = custom_persona();
     persona["settings"]["max_turns"] = json!(25.0);
     assert_eq!(

@@ -58,10 +58,26 @@ pub struct TestApp {
     pub personas_dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
+    /// The directories of an app from [`fresh`](Self::fresh), removed with it.
+    own_dirs: Option<Dirs>,
 }
 
 impl TestApp {
-    /// Starts the app on fresh temp directories.
+    /// Starts the app on temp directories of its own, kept as long as it is: for a test
+    /// that does not restart on the same directories.
+    pub async fn fresh() -> Self {
+        Self::fresh_with(Options::default()).await
+    }
+
+    pub async fn fresh_with(options: Options) -> Self {
+        let dirs = Dirs::new();
+        let mut app = Self::spawn_with(&dirs, options).await;
+        app.own_dirs = Some(dirs);
+        app
+    }
+
+    /// Starts the app on `dirs`, which the caller keeps: to prepare them first, or to
+    /// start another app on them after this one stopped.
     pub async fn spawn(dirs: &Dirs) -> Self {
         Self::spawn_with(dirs, Options::default()).await
     }
@@ -91,6 +107,7 @@ impl TestApp {
             personas_dir: dirs.personas(),
             shutdown: Some(tx),
             server: Some(server),
+            own_dirs: None,
         }
     }
 
