@@ -2,17 +2,9 @@
 //! `switch_session` scenarios), clearing, and that all of it survives a restart.
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::*;
-
-async fn session(app: &TestApp, name: &str) -> Value {
-    assert_json(app.get(&format!("/sessions/{name}")).await, StatusCode::OK).await
-}
-
-async fn current(app: &TestApp) -> Value {
-    assert_json(app.get("/sessions/active").await, StatusCode::OK).await
-}
 
 #[tokio::test]
 async fn the_first_switch_answers_previous_null_and_activates() {
@@ -25,7 +17,7 @@ async fn the_first_switch_answers_previous_null_and_activates() {
         answer,
         json!({ "previous": null, "active": "work", "changed": true })
     );
-    let now = session(&app, "work").await;
+    let now = app.session("work").await;
     assert_eq!(now["status"], "active");
     assert!(assert_timestamp(&now["last_active"]) > assert_timestamp(&created["last_active"]));
     let mut expected = created.clone();
@@ -50,7 +42,7 @@ async fn switching_answers_the_previous_and_suspends_it() {
     app.created("one").await;
     let two_created = app.created("two").await;
     app.switched("one").await;
-    let one_before = session(&app, "one").await;
+    let one_before = app.session("one").await;
 
     let answer = app.switched("two").await;
 
@@ -60,8 +52,8 @@ async fn switching_answers_the_previous_and_suspends_it() {
     );
     let mut one_expected = one_before.clone();
     one_expected["status"] = json!("suspended");
-    assert_eq!(session(&app, "one").await, one_expected);
-    let two = session(&app, "two").await;
+    assert_eq!(app.session("one").await, one_expected);
+    let two = app.session("two").await;
     assert_eq!(two["status"], "active");
     assert!(assert_timestamp(&two["last_active"]) > assert_timestamp(&one_before["last_active"]));
     assert_eq!(two["created"], two_created["created"]);
@@ -72,7 +64,7 @@ async fn switching_answers_the_previous_and_suspends_it() {
         json!([two.clone()])
     );
     assert_eq!(
-        current(&app).await,
+        app.current().await,
         json!({ "active": "two", "session": two })
     );
 
@@ -81,8 +73,8 @@ async fn switching_answers_the_previous_and_suspends_it() {
         back,
         json!({ "previous": "two", "active": "one", "changed": true })
     );
-    assert_eq!(session(&app, "two").await["status"], "suspended");
-    assert_eq!(session(&app, "one").await["status"], "active");
+    assert_eq!(app.session("two").await["status"], "suspended");
+    assert_eq!(app.session("one").await["status"], "active");
     app.stop().await;
 }
 
@@ -91,7 +83,7 @@ async fn switching_to_the_current_session_changes_nothing() {
     let app = TestApp::fresh().await;
     app.created("work").await;
     app.switched("work").await;
-    let before = session(&app, "work").await;
+    let before = app.session("work").await;
     let bytes_before = std::fs::read(app.session_dir("work").join("metadata.json")).unwrap();
 
     let answer = app.switched("work").await;
@@ -100,7 +92,7 @@ async fn switching_to_the_current_session_changes_nothing() {
         answer,
         json!({ "previous": null, "active": "work", "changed": false })
     );
-    assert_eq!(session(&app, "work").await, before);
+    assert_eq!(app.session("work").await, before);
     assert_eq!(
         std::fs::read(app.session_dir("work").join("metadata.json")).unwrap(),
         bytes_before
@@ -120,7 +112,7 @@ async fn a_previous_session_that_is_not_active_keeps_its_status() {
         StatusCode::OK,
     )
     .await;
-    let one_before = session(&app, "one").await;
+    let one_before = app.session("one").await;
 
     let answer = app.switched("two").await;
 
@@ -128,8 +120,8 @@ async fn a_previous_session_that_is_not_active_keeps_its_status() {
         answer,
         json!({ "previous": "one", "active": "two", "changed": true })
     );
-    assert_eq!(session(&app, "one").await, one_before);
-    assert_eq!(session(&app, "two").await["status"], "active");
+    assert_eq!(app.session("one").await, one_before);
+    assert_eq!(app.session("two").await["status"], "active");
     app.stop().await;
 }
 
@@ -137,13 +129,13 @@ async fn a_previous_session_that_is_not_active_keeps_its_status() {
 async fn get_active_with_nothing_current() {
     let app = TestApp::fresh().await;
     assert_eq!(
-        current(&app).await,
+        app.current().await,
         json!({ "active": null, "session": null })
     );
     app.created("work").await;
 
     assert_eq!(
-        current(&app).await,
+        app.current().await,
         json!({ "active": null, "session": null })
     );
     app.stop().await;
@@ -156,9 +148,9 @@ async fn get_active_answers_the_current_session_with_its_metadata() {
     app.created("work").await;
     app.switched("work").await;
 
-    let answer = current(&app).await;
+    let answer = app.current().await;
 
-    let work = session(&app, "work").await;
+    let work = app.session("work").await;
     assert_eq!(answer, json!({ "active": "work", "session": work }));
     assert_eq!(
         answer["session"],
@@ -172,7 +164,7 @@ async fn clearing_the_current_session_suspends_it() {
     let app = TestApp::fresh().await;
     app.created("work").await;
     app.switched("work").await;
-    let before = session(&app, "work").await;
+    let before = app.session("work").await;
 
     let answer = assert_json(app.delete("/sessions/active").await, StatusCode::OK).await;
 
@@ -182,10 +174,10 @@ async fn clearing_the_current_session_suspends_it() {
     );
     let mut expected = before.clone();
     expected["status"] = json!("suspended");
-    assert_eq!(session(&app, "work").await, expected);
+    assert_eq!(app.session("work").await, expected);
     assert_eq!(app.metadata_on_disk("work")["status"], "suspended");
     assert_eq!(
-        current(&app).await,
+        app.current().await,
         json!({ "active": null, "session": null })
     );
     // No longer current, so it cannot be active.
@@ -212,7 +204,7 @@ async fn clearing_an_idle_current_session_keeps_it_idle() {
         StatusCode::OK,
     )
     .await;
-    let before = session(&app, "work").await;
+    let before = app.session("work").await;
 
     let answer = assert_json(app.delete("/sessions/active").await, StatusCode::OK).await;
 
@@ -220,7 +212,7 @@ async fn clearing_an_idle_current_session_keeps_it_idle() {
         answer,
         json!({ "previous": "work", "active": null, "changed": true })
     );
-    assert_eq!(session(&app, "work").await, before);
+    assert_eq!(app.session("work").await, before);
     app.stop().await;
 }
 
@@ -235,7 +227,7 @@ async fn clearing_with_nothing_current_changes_nothing() {
         answer,
         json!({ "previous": null, "active": null, "changed": false })
     );
-    assert_eq!(session(&app, "work").await, created);
+    assert_eq!(app.session("work").await, created);
     app.stop().await;
 }
 
@@ -244,14 +236,14 @@ async fn switching_to_an_unknown_session_is_404_and_changes_nothing() {
     let app = TestApp::fresh().await;
     app.created("work").await;
     app.switched("work").await;
-    let before = session(&app, "work").await;
+    let before = app.session("work").await;
 
     let problem =
         assert_problem(app.switch("nope").await, StatusCode::NOT_FOUND, "not-found").await;
 
     assert!(problem["detail"].as_str().unwrap().contains("'nope'"));
-    assert_eq!(session(&app, "work").await, before);
-    assert_eq!(current(&app).await["active"], "work");
+    assert_eq!(app.session("work").await, before);
+    assert_eq!(app.current().await["active"], "work");
     app.stop().await;
 }
 
@@ -283,7 +275,7 @@ async fn switching_with_an_invalid_body_is_422() {
         );
     }
     assert_eq!(
-        current(&app).await,
+        app.current().await,
         json!({ "active": null, "session": null })
     );
     app.stop().await;
@@ -305,7 +297,7 @@ async fn switching_with_a_body_that_is_not_an_object_is_422() {
     }
     assert_eq!(wrong, Vec::<String>::new(), "bodies not refused with 422");
     assert_eq!(
-        current(&app).await,
+        app.current().await,
         json!({ "active": null, "session": null })
     );
     app.stop().await;
@@ -338,7 +330,7 @@ async fn switching_with_malformed_json_is_400_and_without_json_415() {
     .await;
 
     assert_eq!(
-        current(&app).await,
+        app.current().await,
         json!({ "active": null, "session": null })
     );
     app.stop().await;
@@ -352,15 +344,15 @@ async fn the_current_session_survives_a_restart() {
     app.created("two").await;
     app.switched("one").await;
     app.switched("two").await;
-    let before = current(&app).await;
+    let before = app.current().await;
     app.stop().await;
 
     let app = TestApp::spawn(&dirs).await;
 
-    assert_eq!(current(&app).await, before);
+    assert_eq!(app.current().await, before);
     assert_eq!(before["active"], "two");
-    assert_eq!(session(&app, "two").await["status"], "active");
-    assert_eq!(session(&app, "one").await["status"], "suspended");
+    assert_eq!(app.session("two").await["status"], "active");
+    assert_eq!(app.session("one").await["status"], "suspended");
     assert_eq!(
         app.switched("two").await,
         json!({ "previous": null, "active": "two", "changed": false })
@@ -384,12 +376,12 @@ async fn an_idle_current_session_is_still_current_after_a_restart() {
         StatusCode::OK,
     )
     .await;
-    let before = current(&app).await;
+    let before = app.current().await;
     app.stop().await;
 
     let app = TestApp::spawn(&dirs).await;
 
-    assert_eq!(current(&app).await, before);
+    assert_eq!(app.current().await, before);
     assert_eq!(before["active"], "two");
     assert_eq!(before["session"]["status"], "idle");
     app.stop().await;
@@ -408,7 +400,7 @@ async fn no_current_session_survives_a_restart() {
     let app = TestApp::spawn(&dirs).await;
 
     assert_eq!(
-        current(&app).await,
+        app.current().await,
         json!({ "active": null, "session": null })
     );
     assert_eq!(app.list_sessions("").await, sessions);
@@ -449,7 +441,7 @@ async fn state_survives_a_restart() {
         StatusCode::NO_CONTENT
     );
     let sessions = app.list_sessions("").await;
-    let active = current(&app).await;
+    let active = app.current().await;
     let mut personas = Vec::new();
     for name in ["alpha", "beta", "gamma", "delta"] {
         let persona = app.get(&format!("/sessions/{name}/persona")).await;
@@ -460,7 +452,7 @@ async fn state_survives_a_restart() {
     let app = TestApp::spawn(&dirs).await;
 
     assert_eq!(app.list_sessions("").await, sessions);
-    assert_eq!(current(&app).await, active);
+    assert_eq!(app.current().await, active);
     for (name, persona) in ["alpha", "beta", "gamma", "delta"].iter().zip(&personas) {
         let got = app.get(&format!("/sessions/{name}/persona")).await;
         assert_eq!(&assert_json(got, StatusCode::OK).await, persona, "{name}");

@@ -172,20 +172,20 @@ async fn python_written_sessions_are_served_as_they_are() {
     assert_eq!(app.list_sessions("").await, expected);
     for session in expected.as_array().unwrap() {
         let name = session["name"].as_str().unwrap();
-        let got = assert_json(app.get(&format!("/sessions/{name}")).await, StatusCode::OK).await;
+        let got = app.session(name).await;
         assert_eq!(&got, session);
     }
     assert_eq!(
         app.list_sessions("?status=suspended").await,
         json!([expected[1]])
     );
-    let persona = assert_json(app.get("/sessions/beta/persona").await, StatusCode::OK).await;
+    let persona = app.get_ok("/sessions/beta/persona").await;
     assert_eq!(persona, read_json(&dirs.personas().join("planner.json")));
     let health = app.health().await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["skipped"], json!([]));
     assert_eq!(
-        current_of(&app).await,
+        app.current().await,
         json!({ "active": null, "session": null })
     );
     // Reading rewrote nothing.
@@ -198,10 +198,6 @@ async fn python_written_sessions_are_served_as_they_are() {
         .collect();
     assert_eq!(after, before);
     app.stop().await;
-}
-
-async fn current_of(app: &TestApp) -> Value {
-    assert_json(app.get("/sessions/active").await, StatusCode::OK).await
 }
 
 #[tokio::test]
@@ -413,7 +409,7 @@ async fn of_two_active_sessions_without_a_record_the_most_recent_is_current() {
 
     let app = TestApp::spawn(&dirs).await;
 
-    let current = current_of(&app).await;
+    let current = app.current().await;
     assert_eq!(current["active"], "newer");
     let newer_now = json!({
         "name": "newer",
@@ -599,7 +595,7 @@ async fn requests_naming_a_corrupt_entry_are_409_and_change_nothing() {
     assert_eq!(after, before);
     assert!(!dirs.sessions().join(".archive").exists());
     assert_eq!(
-        current_of(&app).await,
+        app.current().await,
         json!({ "active": null, "session": null })
     );
     app.stop().await;

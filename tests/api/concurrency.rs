@@ -354,10 +354,6 @@ fn temp_entries(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-async fn get_json(app: &TestApp, path: &str) -> Value {
-    assert_json(app.get(path).await, StatusCode::OK).await
-}
-
 /// §3 and §6's invariants, checked on a quiet service: at most one `active` session,
 /// and it is the current one (in the index, in `.current.json` and on disk); every
 /// session directory holds a `metadata.json` that parses, names its directory and
@@ -367,7 +363,7 @@ async fn check_invariants(app: &TestApp) -> usize {
     let mut checks = 0;
     let list = app.list_sessions("").await;
     let list = list.as_array().expect("GET /sessions answers an array");
-    let current = get_json(app, "/sessions/active").await;
+    let current = app.current().await;
 
     let active: Vec<&Value> = list.iter().filter(|s| s["status"] == "active").collect();
     assert!(
@@ -415,7 +411,7 @@ async fn check_invariants(app: &TestApp) -> usize {
         let metadata = app.metadata_on_disk(name);
         assert_eq!(metadata["name"], name.as_str(), "{name}/metadata.json");
         assert!(metadata.get("dir").is_none(), "dir is never stored: {name}");
-        let answer = get_json(app, &format!("/sessions/{name}")).await;
+        let answer = app.session(name).await;
         assert_eq!(
             answer,
             with_dir(&metadata, &app.session_dir(name)),
@@ -468,7 +464,7 @@ async fn check_acks(app: &TestApp, logs: &[Log]) -> usize {
     }
 
     for name in created.difference(&deleted) {
-        assert_json(app.get(&format!("/sessions/{name}")).await, StatusCode::OK).await;
+        app.session(name).await;
         assert!(
             app.session_dir(name).join("metadata.json").is_file(),
             "{name}"
@@ -497,20 +493,20 @@ async fn check_acks(app: &TestApp, logs: &[Log]) -> usize {
         checks += 3;
     }
     for (name, pid) in pids.iter().filter(|(n, _)| !deleted.contains(*n)) {
-        let answer = get_json(app, &format!("/sessions/{name}")).await;
+        let answer = app.session(name).await;
         assert_eq!(answer["pid"], *pid, "the last acknowledged pid of {name}");
         assert_eq!(app.metadata_on_disk(name)["pid"], *pid, "{name} on disk");
         checks += 2;
     }
     for (name, persona) in personas.iter().filter(|(n, _)| !deleted.contains(*n)) {
-        let answer = get_json(app, &format!("/sessions/{name}/persona")).await;
+        let answer = app.get_ok(&format!("/sessions/{name}/persona")).await;
         assert_eq!(&answer, persona, "the last acknowledged persona of {name}");
         let on_disk = read_json(&app.session_dir(name).join("persona.json"));
         assert_eq!(&on_disk, persona, "{name}/persona.json");
         assert_eq!(app.metadata_on_disk(name)["persona"], "custom", "{name}");
         checks += 3;
     }
-    let current = get_json(app, "/sessions/active").await;
+    let current = app.current().await;
     checks + check_chain(&switches, &current["active"])
 }
 
@@ -622,7 +618,7 @@ async fn fifty_concurrent_creates_of_one_name_make_one_session() {
 
     let app = TestApp::spawn(&dirs).await;
     checks += check_invariants(&app).await;
-    assert_eq!(get_json(&app, "/sessions/same").await, created[0]);
+    assert_eq!(app.session("same").await, created[0]);
     println!(
         "concurrent creates of one name: 50 requests sent, 1 acknowledged write, \
          {checks} invariant checks"
@@ -661,23 +657,19 @@ async fn switch_concurrently(app: &TestApp, targets: &[String]) -> Vec<(String, 
 /// Stops `app`, starts a new one on the same directories, and asserts that it serves
 /// the same `GET /sessions` and `GET /sessions/active`.
 async fn restart_unchanged(app: TestApp, dirs: &Dirs) -> TestApp {
-    let list = get_json(&app, "/sessions").await;
-    let active = get_json(&app, "/sessions/active").await;
+    let list = app.get_ok("/sessions").await;
+    let active = app.current().await;
     app.stop().await;
     let app = TestApp::spawn(dirs).await;
-    assert_eq!(get_json(&app, "/sessions").await, list, "after a restart");
-    assert_eq!(
-        get_json(&app, "/sessions/active").await,
-        active,
-        "after a restart"
-    );
+    assert_eq!(app.get_ok("/sessions").await, list, "after a restart");
+    assert_eq!(app.current().await, active, "after a restart");
     app
 }
 
 /// After concurrent switches: exactly one session is `active`, the current one, on
 /// disk and in `GET /sessions`; every other one is `suspended` or `idle`.
 async fn check_one_active(app: &TestApp, names: &[String]) -> usize {
-    let current = get_json(app, "/sessions/active").await;
+    let current = app.current().await;
     let active = current["active"].as_str().expect("a session is current");
     assert_eq!(
         app.list_sessions("?status=active").await,
@@ -730,7 +722,7 @@ async fn fifty_concurrent_switches_to_fifty_sessions_form_one_chain() {
             .unwrap_or_else(|| panic!("the chain breaks after {at}: {answers:?}"));
         at = json!(target);
     }
-    let current = get_json(&app, "/sessions/active").await;
+    let current = app.current().await;
     assert_eq!(
         current["active"], at,
         "the chain ends at the current session"
@@ -742,7 +734,7 @@ async fn fifty_concurrent_switches_to_fifty_sessions_form_one_chain() {
     assert_eq!(suspended.as_array().unwrap().len(), 49);
     let app = restart_unchanged(app, &dirs).await;
     checks += check_one_active(&app, &names).await;
-    assert_eq!(get_json(&app, "/sessions/active").await, current);
+    assert_eq!(app.current().await, current);
     println!(
         "concurrent switches to 50 sessions: 50 requests sent, 50 acknowledged writes, \
          {checks} invariant checks"
@@ -762,13 +754,13 @@ async fn fifty_concurrent_switches_among_five_sessions_form_one_chain() {
 
     let answers = switch_concurrently(&app, &targets).await;
 
-    let current = get_json(&app, "/sessions/active").await;
+    let current = app.current().await;
     let changed = answers.iter().filter(|(_, a)| a["changed"] == true).count();
     let mut checks = check_chain(&answers, &current["active"]);
     checks += check_one_active(&app, &names).await;
     let app = restart_unchanged(app, &dirs).await;
     checks += check_one_active(&app, &names).await;
-    assert_eq!(get_json(&app, "/sessions/active").await, current);
+    assert_eq!(app.current().await, current);
     println!(
         "concurrent switches among 5 sessions: 50 requests sent, {changed} acknowledged \
          changes, {checks} invariant checks"
@@ -839,7 +831,7 @@ async fn readers_during_switches_never_see_a_suspended_current_session() {
             _ => None,
         })
         .collect();
-    let current = get_json(&app, "/sessions/active").await;
+    let current = app.current().await;
     checks += check_chain(&switches, &current["active"]);
     checks += check_one_active(&app, &names).await;
     println!(

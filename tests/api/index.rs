@@ -46,10 +46,6 @@ fn read_disk(sessions_dir: &Path) -> (BTreeMap<String, Stored>, Value) {
     (sessions, current)
 }
 
-async fn get_ok(app: &TestApp, path: &str) -> Value {
-    assert_json(app.get(path).await, StatusCode::OK).await
-}
-
 /// Reads the store from disk and asserts that `GET /sessions` (whole, and filtered by
 /// each status), `GET /sessions/{name}`, `GET /sessions/{name}/persona` and
 /// `GET /sessions/active` answer exactly it. `step` names the write just made.
@@ -84,12 +80,12 @@ async fn assert_index_matches_disk(app: &TestApp, step: &str) {
 
     for (name, stored) in &sessions {
         assert_eq!(
-            get_ok(app, &format!("/sessions/{name}")).await,
+            app.session(name).await,
             with_dir(&stored.metadata, &app.session_dir(name)),
             "GET /sessions/{name} after {step}"
         );
         assert_eq!(
-            get_ok(app, &format!("/sessions/{name}/persona")).await,
+            app.get_ok(&format!("/sessions/{name}/persona")).await,
             stored.persona,
             "GET /sessions/{name}/persona after {step}"
         );
@@ -105,7 +101,7 @@ async fn assert_index_matches_disk(app: &TestApp, step: &str) {
         None => Value::Null,
     };
     assert_eq!(
-        get_ok(app, "/sessions/active").await,
+        app.current().await,
         json!({ "active": current, "session": session }),
         "GET /sessions/active after {step}"
     );
@@ -189,7 +185,7 @@ async fn the_index_and_the_disk_agree_after_every_kind_of_write_and_after_a_rest
     );
     assert_index_matches_disk(&app, "delete current").await;
     assert_eq!(
-        get_ok(&app, "/sessions/active").await,
+        app.current().await,
         json!({ "active": null, "session": null })
     );
 
@@ -262,7 +258,7 @@ async fn the_list_answers_each_write_as_soon_as_it_is_acknowledged() {
 
         app.switched(&name).await;
         let listed = list().await;
-        let active = get_ok(&app, "/sessions/active").await;
+        let active = app.current().await;
         assert_eq!(active["active"], name.as_str());
         assert_eq!(
             entry(&listed, &name),
@@ -287,7 +283,7 @@ async fn the_list_answers_each_write_as_soon_as_it_is_acknowledged() {
         );
         assert!(entry(&listed, "keep").is_some(), "round {round}: {listed}");
         assert_eq!(
-            get_ok(&app, "/sessions/active").await,
+            app.current().await,
             json!({ "active": null, "session": null }),
             "the deleted session was current, round {round}"
         );

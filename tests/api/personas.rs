@@ -25,7 +25,7 @@ async fn library_with(dirs: &Dirs, files: &[(&str, &str)]) {
 async fn list_is_sorted_by_key_with_the_key_added() {
     let app = TestApp::fresh().await;
 
-    let listed = assert_json(app.get("/personas").await, StatusCode::OK).await;
+    let listed = app.get_ok("/personas").await;
 
     let expected: Vec<Value> = SHIPPED
         .iter()
@@ -45,7 +45,7 @@ async fn the_shipped_personas_follow_the_spec() {
     let mut prompts = Vec::new();
 
     for (key, max_turns) in SHIPPED {
-        let persona = assert_json(app.get(&format!("/personas/{key}")).await, StatusCode::OK).await;
+        let persona = app.get_ok(&format!("/personas/{key}")).await;
         assert_eq!(
             persona["settings"],
             json!({ "model": "claude-sonnet-4-20250514", "max_turns": max_turns }),
@@ -74,7 +74,7 @@ async fn get_a_persona_answers_the_file_as_stored() {
     let app = TestApp::fresh().await;
 
     for (key, _) in SHIPPED {
-        let persona = assert_json(app.get(&format!("/personas/{key}")).await, StatusCode::OK).await;
+        let persona = app.get_ok(&format!("/personas/{key}")).await;
         assert_eq!(
             persona,
             read_json(&app.personas_dir.join(format!("{key}.json"))),
@@ -172,7 +172,7 @@ async fn a_directory_without_persona_files_is_seeded_and_its_other_files_kept() 
         std::fs::read_to_string(dirs.personas().join("README.txt")).unwrap(),
         "my notes\n"
     );
-    let listed = assert_json(app.get("/personas").await, StatusCode::OK).await;
+    let listed = app.get_ok("/personas").await;
     assert_eq!(listed.as_array().unwrap().len(), 4);
     app.stop().await;
 }
@@ -195,7 +195,7 @@ async fn an_existing_persona_file_is_never_overwritten() {
         std::fs::read_to_string(dirs.personas().join("default.json")).unwrap(),
         mine
     );
-    let served = assert_json(app.get("/personas/default").await, StatusCode::OK).await;
+    let served = app.get_ok("/personas/default").await;
     assert_eq!(served, serde_json::from_str::<Value>(mine).unwrap());
     let created = assert_json(app.create_session("work", None).await, StatusCode::CREATED).await;
     assert_eq!(created["persona"], Value::Null);
@@ -225,7 +225,7 @@ async fn an_invalid_persona_file_is_skipped_and_reported() {
 
     let app = TestApp::spawn(&dirs).await;
 
-    let listed = assert_json(app.get("/personas").await, StatusCode::OK).await;
+    let listed = app.get_ok("/personas").await;
     let keys: Vec<&str> = listed
         .as_array()
         .unwrap()

@@ -457,7 +457,7 @@ async fn dir_is_the_absolute_session_directory_and_never_stored() {
     let expected = app.session_dir("work");
     assert!(expected.is_absolute());
     assert_eq!(created["dir"], json!(expected.to_str().unwrap()));
-    let got = assert_json(app.get("/sessions/work").await, StatusCode::OK).await;
+    let got = app.session("work").await;
     assert_eq!(got["dir"], json!(expected.to_str().unwrap()));
     assert_eq!(app.list_sessions("").await[0]["dir"], got["dir"]);
     assert!(
@@ -563,7 +563,7 @@ async fn list_filters_by_status() {
     );
     let all = app.list_sessions("").await;
     assert_eq!(names(all.clone()), ["current", "idle2", "busy", "idle1"]);
-    let busy = assert_json(app.get("/sessions/busy").await, StatusCode::OK).await;
+    let busy = app.session("busy").await;
     assert_eq!(app.list_sessions("?status=suspended").await, json!([busy]));
     app.stop().await;
 }
@@ -596,7 +596,7 @@ async fn get_a_session_answers_its_metadata_and_dir() {
     let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
-    let got = assert_json(app.get("/sessions/work").await, StatusCode::OK).await;
+    let got = app.session("work").await;
 
     assert_eq!(got, created);
     assert_eq!(
@@ -733,7 +733,7 @@ async fn patch_status_of_the_current_session() {
     let app = TestApp::fresh().await;
     app.created("work").await;
     app.switched("work").await;
-    let current = assert_json(app.get("/sessions/work").await, StatusCode::OK).await;
+    let current = app.session("work").await;
     assert_eq!(current["status"], "active");
 
     assert_problem_mentioning(
@@ -764,7 +764,7 @@ async fn patch_status_of_the_current_session() {
     expected["pid"] = json!(31);
     assert_eq!(active, expected);
     assert_eq!(app.metadata_on_disk("work"), without_dir(&expected));
-    let now = assert_json(app.get("/sessions/active").await, StatusCode::OK).await;
+    let now = app.current().await;
     assert_eq!(now, json!({ "active": "work", "session": expected }));
     app.stop().await;
 }
@@ -948,7 +948,7 @@ async fn delete_moves_the_whole_directory_under_the_archive() {
         persona_before
     );
 
-    let keep = assert_json(app.get("/sessions/keep").await, StatusCode::OK).await;
+    let keep = app.session("keep").await;
     assert_eq!(app.list_sessions("").await, json!([keep]));
     assert_problem(
         app.get("/sessions/work").await,
@@ -1002,7 +1002,7 @@ async fn delete_the_current_session_leaves_none_current() {
         StatusCode::NO_CONTENT
     );
 
-    let current = assert_json(app.get("/sessions/active").await, StatusCode::OK).await;
+    let current = app.current().await;
     assert_eq!(current, json!({ "active": null, "session": null }));
     assert_eq!(
         read_json(&app.sessions_dir.join(".current.json"))["name"],
@@ -1040,7 +1040,7 @@ async fn get_the_session_persona() {
     let app = TestApp::fresh().await;
     app.create_session("brain", Some(json!("brainstorm"))).await;
 
-    let persona = assert_json(app.get("/sessions/brain/persona").await, StatusCode::OK).await;
+    let persona = app.get_ok("/sessions/brain/persona").await;
 
     assert_eq!(
         persona,
@@ -1082,14 +1082,11 @@ async fn put_the_session_persona_replaces_it_and_records_custom() {
         read_json(&app.session_dir("work").join("persona.json")),
         custom_persona()
     );
-    let got = assert_json(app.get("/sessions/work/persona").await, StatusCode::OK).await;
+    let got = app.get_ok("/sessions/work/persona").await;
     assert_eq!(got, custom_persona());
     let mut expected = created.clone();
     expected["persona"] = json!("custom");
-    assert_eq!(
-        assert_json(app.get("/sessions/work").await, StatusCode::OK).await,
-        expected
-    );
+    assert_eq!(app.session("work").await, expected);
     assert_eq!(app.metadata_on_disk("work"), without_dir(&expected));
     app.stop().await;
 }

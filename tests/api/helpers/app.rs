@@ -186,9 +186,24 @@ impl TestApp {
         self.request(Method::HEAD, path).send().await.unwrap()
     }
 
+    /// `GET path`, asserted a JSON 200.
+    pub async fn get_ok(&self, path: &str) -> Value {
+        assert_json(self.get(path).await, StatusCode::OK).await
+    }
+
+    /// `GET /sessions/{name}`, asserted 200.
+    pub async fn session(&self, name: &str) -> Value {
+        self.get_ok(&format!("/sessions/{name}")).await
+    }
+
+    /// `GET /sessions/active`, asserted 200.
+    pub async fn current(&self) -> Value {
+        self.get_ok("/sessions/active").await
+    }
+
     /// `GET /sessions` (with an optional query), asserted 200.
     pub async fn list_sessions(&self, query: &str) -> Value {
-        assert_json(self.get(&format!("/sessions{query}")).await, StatusCode::OK).await
+        self.get_ok(&format!("/sessions{query}")).await
     }
 
     /// Switches and asserts 200; returns the answer.
@@ -198,7 +213,7 @@ impl TestApp {
 
     /// `GET /healthz`, asserted 200.
     pub async fn health(&self) -> Value {
-        assert_json(self.get("/healthz").await, StatusCode::OK).await
+        self.get_ok("/healthz").await
     }
 }
 
