@@ -1,7 +1,7 @@
 //! `/sessions` and `/sessions/{name}`: create, list, inspect, update, delete, and the
 //! session's own persona, asserted on the answers and on the files on disk.
 
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -60,42 +60,6 @@ fn assert_fresh_session(
         read_json(&app.session_dir(name).join("persona.json")),
         *persona_file
     );
-}
-
-/// Asserts a problem answer with `status` and `slug` whose detail mentions `needle`;
-/// `sent` says what was sent, for the failure message.
-async fn assert_problem_mentioning(
-    response: Response,
-    status: StatusCode,
-    slug: &str,
-    needle: &str,
-    sent: impl std::fmt::Display,
-) {
-    let problem = assert_problem(response, status, slug).await;
-    assert!(
-        problem["detail"].as_str().unwrap().contains(needle),
-        "{sent}: {problem}"
-    );
-}
-
-/// Sends each body with `method` to `path`; asserts that the answers with 422 are
-/// problems and returns the others, each as "body -> status".
-async fn not_refused_with_422(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    bodies: impl IntoIterator<Item = Value>,
-) -> Vec<String> {
-    let mut wrong = Vec::new();
-    for body in bodies {
-        let response = app.send_json(method.clone(), path, &body).await;
-        if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
-            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body").await;
-        } else {
-            wrong.push(format!("{body} -> {}", response.status()));
-        }
-    }
-    wrong
 }
 
 /// The entries of the sessions directory that are sessions (not the store's own).

@@ -1,8 +1,10 @@
 //! Assertions on answers read with reqwest: a JSON success, a problem document, and the
 //! service's timestamps.
 
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
+
+use super::app::TestApp;
 
 /// The `type` of the problem with `slug`, a slug of the error table (src/error.rs,
 /// `ApiError::parts`).
@@ -97,6 +99,42 @@ async fn problem_of(response: Response, status: StatusCode, slugs: &[&str]) -> V
     let answer = (got, content_type.as_deref(), &body);
     assert_problem_parts(&context, answer, status.as_u16(), slugs);
     body
+}
+
+/// Asserts a problem answer with `status` and `slug` whose detail mentions `needle`;
+/// `sent` says what was sent, for the failure message.
+pub async fn assert_problem_mentioning(
+    response: Response,
+    status: StatusCode,
+    slug: &str,
+    needle: &str,
+    sent: impl std::fmt::Display,
+) {
+    let problem = assert_problem(response, status, slug).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains(needle),
+        "{sent}: {problem}"
+    );
+}
+
+/// Sends each body with `method` to `path`; asserts that the answers with 422 are
+/// `invalid-body` problems and returns the others, each as "body -> status".
+pub async fn not_refused_with_422(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    bodies: impl IntoIterator<Item = Value>,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for body in bodies {
+        let response = app.send_json(method.clone(), path, &body).await;
+        if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body").await;
+        } else {
+            wrong.push(format!("{body} -> {}", response.status()));
+        }
+    }
+    wrong
 }
 
 /// Asserts a JSON success answer (status and `content-type: application/json`) and
