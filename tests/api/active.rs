@@ -454,13 +454,7 @@ async fn state_survives_a_restart() {
         "not-found",
     )
     .await;
-    let names: Vec<&str> = sessions
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["gamma", "beta", "delta", "alpha"]);
+    assert_eq!(names(&sessions), ["gamma", "beta", "delta", "alpha"]);
     assert_eq!(active["active"], "gamma");
     app.stop().await;
 }

@@ -328,14 +328,6 @@ async fn run_client(i: usize, base: String, start: Arc<Barrier>) -> Log {
     c.log
 }
 
-/// The session directories on disk (the entries not starting with '.'), sorted.
-fn session_dirs(sessions_dir: &Path) -> Vec<String> {
-    dir_names(sessions_dir)
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect()
-}
-
 /// Every entry under `dir`, at any depth, whose name starts with `.tmp-`.
 fn temp_entries(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -398,7 +390,7 @@ async fn check_invariants(app: &TestApp) -> usize {
     );
     checks += 1;
 
-    let dirs = session_dirs(&app.sessions_dir);
+    let dirs = app.sessions_on_disk();
     let mut listed: Vec<String> = list
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_owned())
@@ -608,7 +600,7 @@ async fn fifty_concurrent_creates_of_one_name_make_one_session() {
     }
     assert_eq!(created.len(), 1, "one 201: {created:?}");
     assert_eq!(conflicts, 49);
-    assert_eq!(session_dirs(&app.sessions_dir), ["same"]);
+    assert_eq!(app.sessions_on_disk(), ["same"]);
     assert_eq!(
         created[0],
         with_dir(&app.metadata_on_disk("same"), &app.session_dir("same"))

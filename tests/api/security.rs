@@ -6,7 +6,6 @@
 use crate::helpers::*;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -288,26 +287,6 @@ async fn allowed_hosts_are_accepted_in_host_and_origin() {
     app.stop().await;
 }
 
-/// Every file under `root` with its content (directories as `None`), sorted.
-fn snapshot(root: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Option<Vec<u8>>)>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let relative = path.strip_prefix(root).unwrap().to_path_buf();
-            if path.is_dir() {
-                out.push((relative, None));
-                walk(root, &path, out);
-            } else {
-                out.push((relative, Some(std::fs::read(&path).unwrap())));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
-}
-
 /// Whether `response` is a problem with `status`, the `type` of `slug` and a detail.
 fn is_raw_problem(response: &RawResponse, status: u16, slug: &str) -> bool {
     let body = lenient_json(&response.body);
@@ -427,14 +406,7 @@ async fn hostile_names_in_paths_are_refused_and_touch_nothing() {
 
     // Nothing was created, removed or changed anywhere around or inside the temp dirs.
     assert_eq!(snapshot(outer.path()), before);
-    let list: Value = app.get("/sessions").await.json().await.unwrap();
-    let listed: Vec<&str> = list
-        .as_array()
-        .expect("a list of sessions")
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
-    assert_eq!(listed, ["alpha"]);
+    assert_eq!(names(&app.list_sessions("").await), ["alpha"]);
     app.stop().await;
 }
 

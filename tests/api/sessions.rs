@@ -62,14 +62,6 @@ fn assert_fresh_session(
     );
 }
 
-/// The entries of the sessions directory that are sessions (not the store's own).
-fn session_entries(app: &TestApp) -> Vec<String> {
-    dir_names(&app.sessions_dir)
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect()
-}
-
 #[tokio::test]
 async fn create_without_persona_copies_the_default_persona() {
     let app = TestApp::fresh().await;
@@ -185,7 +177,7 @@ async fn create_with_an_invalid_name_is_422_naming_the_rule() {
         )
         .await;
     }
-    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     assert!(!app.sessions_dir.parent().unwrap().join("escape").exists());
     app.stop().await;
 }
@@ -198,7 +190,7 @@ async fn create_with_a_name_of_fifty_characters_is_accepted() {
     let body = assert_json(app.create_session(&name, None).await, StatusCode::CREATED).await;
 
     assert_eq!(body["name"], json!(name));
-    assert_eq!(session_entries(&app), vec![name]);
+    assert_eq!(app.sessions_on_disk(), vec![name]);
     app.stop().await;
 }
 
@@ -216,7 +208,7 @@ async fn create_with_an_unknown_persona_key_is_422() {
         )
         .await;
     }
-    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     app.stop().await;
 }
 
@@ -265,7 +257,7 @@ async fn create_with_an_invalid_custom_persona_is_422_naming_the_field() {
         )
         .await;
     }
-    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     app.stop().await;
 }
 
@@ -281,7 +273,7 @@ async fn create_with_a_mistyped_custom_persona_field_is_422() {
         )
         .await;
     }
-    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     app.stop().await;
 }
 
@@ -321,7 +313,7 @@ async fn create_with_a_persona_of_the_wrong_type_is_422() {
         )
         .await;
     }
-    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     app.stop().await;
 }
 
@@ -348,7 +340,7 @@ async fn create_with_an_unknown_or_missing_field_is_422() {
         )
         .await;
     }
-    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     app.stop().await;
 }
 
@@ -364,7 +356,7 @@ async fn create_with_a_body_that_is_not_an_object_is_422() {
     ];
     let wrong = not_refused_with_422(&app, Method::POST, "/sessions", bodies).await;
     assert_eq!(wrong, Vec::<String>::new(), "bodies not refused with 422");
-    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     app.stop().await;
 }
 
@@ -381,7 +373,7 @@ async fn create_with_malformed_json_is_400() {
         .unwrap();
 
     assert_problem(response, StatusCode::BAD_REQUEST, "malformed-json").await;
-    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     app.stop().await;
 }
 
@@ -403,7 +395,7 @@ async fn create_without_a_json_content_type_is_415() {
         .await;
     }
 
-    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     app.stop().await;
 }
 
@@ -444,15 +436,7 @@ async fn list_is_most_recently_active_first() {
     assert_eq!(app.list_sessions("").await, json!([c, b, a]));
 
     app.switched("a").await;
-    let names: Vec<Value> = app
-        .list_sessions("")
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].clone())
-        .collect();
-    assert_eq!(names, [json!("a"), json!("c"), json!("b")]);
+    assert_eq!(names(&app.list_sessions("").await), ["a", "c", "b"]);
     app.stop().await;
 }
 
@@ -506,27 +490,22 @@ async fn list_filters_by_status() {
     .await;
     app.switched("current").await;
 
-    let names = |list: Value| -> Vec<String> {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap().to_owned())
-            .collect()
-    };
     assert_eq!(
-        names(app.list_sessions("?status=active").await),
+        names(&app.list_sessions("?status=active").await),
         ["current"]
     );
     assert_eq!(
-        names(app.list_sessions("?status=suspended").await),
+        names(&app.list_sessions("?status=suspended").await),
         ["busy"]
     );
     assert_eq!(
-        names(app.list_sessions("?status=idle").await),
+        names(&app.list_sessions("?status=idle").await),
         ["idle2", "idle1"]
     );
-    let all = app.list_sessions("").await;
-    assert_eq!(names(all.clone()), ["current", "idle2", "busy", "idle1"]);
+    assert_eq!(
+        names(&app.list_sessions("").await),
+        ["current", "idle2", "busy", "idle1"]
+    );
     let busy = app.session("busy").await;
     assert_eq!(app.list_sessions("?status=suspended").await, json!([busy]));
     app.stop().await;
@@ -760,7 +739,7 @@ async fn patch_refuses_other_fields() {
         .await;
     }
     assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
-    assert_eq!(session_entries(&app), ["work"]);
+    assert_eq!(app.sessions_on_disk(), ["work"]);
     app.stop().await;
 }
 
@@ -872,7 +851,7 @@ async fn patch_an_unknown_session_is_404() {
     )
     .await;
 
-    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     app.stop().await;
 }
 
@@ -1104,7 +1083,7 @@ async fn put_the_persona_of_an_unknown_session_is_404() {
     )
     .await;
 
-    assert_eq!(session_entries(&app), Vec::<String>::new());
+    assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     app.stop().await;
 }
 

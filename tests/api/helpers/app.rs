@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::assert::assert_json;
-use super::fixtures::read_json;
+use super::fixtures::{read_json, session_dirs};
 
 /// The directories a test app runs on; kept across restarts of the app.
 pub struct Dirs {
@@ -175,6 +175,11 @@ impl TestApp {
 
     pub fn session_dir(&self, name: &str) -> PathBuf {
         self.sessions_dir.join(name)
+    }
+
+    /// The session directories on disk, sorted.
+    pub fn sessions_on_disk(&self) -> Vec<String> {
+        session_dirs(&self.sessions_dir)
     }
 
     /// The session's `metadata.json` as on disk.

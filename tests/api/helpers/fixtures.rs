@@ -1,7 +1,7 @@
 //! Files and bodies to start from or compare with: JSON on disk, a valid custom persona,
 //! sessions written as the original Python module writes them, the shipped library.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -29,6 +29,43 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The session directories in a sessions directory (the entries not starting with
+/// '.', which are the store's own), sorted.
+pub fn session_dirs(sessions_dir: &Path) -> Vec<String> {
+    dir_names(sessions_dir)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+/// Every file and directory under `root` (and `root` itself) with the bytes of each
+/// file, in a fixed order: to show that nothing in it changed.
+pub fn snapshot(root: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    if root.is_dir() {
+        out.push((root.to_path_buf(), None));
+        for name in dir_names(root) {
+            out.extend(snapshot(&root.join(name)));
+        }
+    } else {
+        out.push((root.to_path_buf(), Some(std::fs::read(root).unwrap())));
+    }
+    out
+}
+
+/// The `name` of each item of a list answer, in order.
+pub fn names(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|item| {
+            item["name"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no name: {item}"))
+        })
+        .collect()
 }
 
 /// Writes `value` as the original Python module does: `json.dumps(value, indent=2)`,
