@@ -1,7 +1,7 @@
 //! The benchmark's driver, run by `bench/run` (see `bench/RESULTS.md`).
 //!
 //! In one run, on one filesystem (a temp directory):
-//! 1. the ceiling: `examples/hello.rs` (axum "hello", same runtime setup as the service):
+//! 1. the ceiling: `src/bin/hello.rs` (axum "hello", same runtime setup as the service):
 //!    its start-up time and resident memory; it then stays up for the loads below;
 //! 2. for each N (0, 100, 10,000, and 100,000 with `--large`): N sessions written
 //!    straight to disk in the SPEC §1 format, the service's start-up time (spawn to the
@@ -9,7 +9,7 @@
 //!    start, the wrk scenarios, and its resident memory after them. The ceiling is
 //!    loaded again right before the reads, the get scenario is repeated on a fresh
 //!    N=100 service right after it (for N > 100), and the durable-write floor
-//!    (`examples/floor.rs`, 4 threads and 1, in a directory of N entries on the same
+//!    (`src/bin/floor.rs`, 4 threads and 1, in a directory of N entries on the same
 //!    filesystem) runs right before the create and switch scenarios: on a shared
 //!    machine, each ratio then compares runs seconds apart.
 //!
@@ -18,7 +18,7 @@
 //!
 //! Usage: `bench --repo DIR --bin-dir DIR [--large] [--duration SECS] [--report FILE]
 //! [--command TEXT] [--keep]`. `--bin-dir` is cargo's `target/release`: it holds
-//! `session-manager`, and `examples/hello` and `examples/floor`.
+//! `session-manager` and this package's `hello` and `floor`.
 //! Everything it binds or connects to is on 127.0.0.1; every loop is bounded.
 //!
 //! `bench --populate DIR N PERSONA_FILE` only writes the N sessions into DIR, as the run
@@ -120,8 +120,8 @@ fn run(opts: &Opts, root: &Path) -> Result<()> {
     fs::create_dir(&bin)?;
     for (name, from) in [
         ("session-manager", opts.bin_dir.join("session-manager")),
-        ("hello", opts.bin_dir.join("examples/hello")),
-        ("floor", opts.bin_dir.join("examples/floor")),
+        ("hello", opts.bin_dir.join("hello")),
+        ("floor", opts.bin_dir.join("floor")),
     ] {
         fs::copy(&from, bin.join(name)).map_err(|e| format!("{}: {e}", from.display()))?;
     }
@@ -149,7 +149,7 @@ fn run(opts: &Opts, root: &Path) -> Result<()> {
     // 1. The ceiling: started once (its start-up and idle memory measured here), kept
     // running idle, and loaded right before the service's reads at each N, so that
     // each ratio compares two runs minutes apart at most.
-    eprintln!("bench: ceiling (examples/hello.rs)");
+    eprintln!("bench: ceiling (bench/driver/src/bin/hello.rs)");
     let hello_cmd = |port: u16| {
         let mut cmd = Command::new(b.bin.join("hello"));
         cmd.arg(format!("127.0.0.1:{port}"));
@@ -1161,7 +1161,7 @@ fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
 fn floor_row(n: &str, op: &str, threads: u32, run: &FloorRun, ratio: String) -> Row {
     Row {
         n: n.into(),
-        what: format!("durable {op} floor (examples/floor.rs)"),
+        what: format!("durable {op} floor (bench/driver/src/bin/floor.rs)"),
         conns: format!("{threads} thr"),
         figure: format!("{:.0} ops/s", run.ops_per_sec),
         p50: format!("{} ms", ms_us(run.p50_us)),
