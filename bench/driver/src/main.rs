@@ -16,13 +16,13 @@
 //! Then it prints one table, every figure with its ratio to the ceiling or the floor
 //! and, where the issue sets one, its target and PASS or FAIL.
 //!
-//! Usage: `bench --repo DIR --bin-dir DIR [--large] [--duration SECS] [--report FILE]
-//! [--command TEXT] [--keep]`. `--bin-dir` is cargo's `target/release`: it holds
-//! `session-manager` and this package's `hello` and `floor`.
+//! Usage: `bench [--repo DIR] [--bin-dir DIR] [--large] [--duration SECS] [--report FILE]
+//! [--command TEXT] [--keep]` (see `bench --help`). `--bin-dir` is cargo's
+//! `target/release`: it holds `session-manager` and this package's `hello` and `floor`.
 //! Everything it binds or connects to is on 127.0.0.1; every loop is bounded.
 //!
-//! `bench --populate DIR N PERSONA_FILE` only writes the N sessions into DIR, as the run
-//! does, for a look by hand or a profile.
+//! `bench populate DIR N PERSONA_FILE` (or `bench --populate ...`) only writes the N
+//! sessions into DIR, as the run does, for a look by hand or a profile.
 //!
 //! The modules, in the order a run uses them: [`run`] (the sequence of measurements),
 //! [`machine`], [`server`], [`populate`], [`wrk`], [`floor`], [`metrics`], then
@@ -39,62 +39,77 @@ mod table;
 mod wrk;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
+/// The benchmark of session-manager, run by bench/run: the service at N sessions next to
+/// a hello ceiling and a durable-write floor, in one table with each target's verdict.
+#[derive(Parser)]
+#[command(name = "bench", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Only write N sessions into DIR, as a run does, for a look by hand or a profile.
+    #[command(long_flag = "populate")]
+    Populate {
+        /// The sessions directory to write into (created if missing).
+        dir: PathBuf,
+        /// How many sessions: s00000, s00001, ...
+        n: usize,
+        /// The persona.json every session gets.
+        persona_file: PathBuf,
+    },
+}
+
 /// The command line of a benchmark run.
+#[derive(Args)]
 struct Opts {
+    /// The repository: the wrk scripts (bench/wrk/) and the personas (personas/) come
+    /// from it.
+    #[arg(long, default_value = ".")]
     repo: PathBuf,
+    /// Cargo's target/release: it holds session-manager, hello and floor.
+    #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
+    /// Also measure N = 100,000.
+    #[arg(long)]
     large: bool,
+    /// Seconds per wrk run and per floor run.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=600))]
     duration: u32,
+    /// Also write the report to this file.
+    #[arg(long)]
     report: Option<PathBuf>,
+    /// The command line the report names.
+    #[arg(long, default_value = "bench/run")]
     command: String,
+    /// Keep the work directory (logs, wrk output) instead of removing it.
+    #[arg(long)]
     keep: bool,
 }
 
-fn parse_args() -> Result<Opts> {
-    let mut opts = Opts {
-        repo: PathBuf::from("."),
-        bin_dir: PathBuf::from("target/release"),
-        large: false,
-        duration: 5,
-        report: None,
-        command: "bench/run".to_owned(),
-        keep: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--repo" => opts.repo = value()?.into(),
-            "--bin-dir" => opts.bin_dir = value()?.into(),
-            "--large" => opts.large = true,
-            "--duration" => opts.duration = value()?.parse()?,
-            "--report" => opts.report = Some(value()?.into()),
-            "--command" => opts.command = value()?,
-            "--keep" => opts.keep = true,
-            other => return Err(format!("unknown argument {other:?}").into()),
-        }
-    }
-    if !(1..=600).contains(&opts.duration) {
-        return Err("--duration must be 1 to 600 seconds".into());
-    }
-    Ok(opts)
-}
-
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, dir, n, persona] = args.as_slice()
-        && flag == "--populate"
+    let cli = Cli::parse();
+    if let Some(Mode::Populate {
+        dir,
+        n,
+        persona_file,
+    }) = cli.mode
     {
-        // A store to look at by hand (or to profile the service on).
-        populate::populate(Path::new(dir), n.parse()?, &fs::read(persona)?)?;
-        populate::sync(Path::new(dir));
+        populate::populate(&dir, n, &fs::read(persona_file)?)?;
+        populate::sync(&dir);
         return Ok(());
     }
-    let opts = parse_args()?;
+    let opts = cli.opts;
     let work = tempfile::Builder::new()
         .prefix("session-manager-bench-")
         .tempdir()?;
