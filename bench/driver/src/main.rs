@@ -26,7 +26,7 @@
 //!
 //! The modules, in the order a run uses them: [`run`] (the sequence of measurements),
 //! [`machine`], [`server`], [`populate`], [`wrk`], [`floor`], [`metrics`], then
-//! [`report`] and [`table`].
+//! [`report`], [`targets`] (every target, in one table) and [`table`].
 
 mod floor;
 mod machine;
@@ -36,6 +36,7 @@ mod report;
 mod run;
 mod server;
 mod table;
+mod targets;
 mod wrk;
 
 use std::fs;

@@ -2,14 +2,16 @@
 //! ceiling or the floor and, where the issue sets one, its targets.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use crate::floor::FloorRun;
 use crate::run::{Ceiling, Run, median};
 use crate::server::STARTS;
-use crate::table::{Check, Row, Table, Verdict, judge, mib, ms, ms_us, times};
+use crate::table::{Row, Table, judge, mib, ms, ms_us, times};
+use crate::targets::{Check, Measure, NOT_RUN_WITHOUT_LARGE, checks};
 use crate::wrk::Wrk;
 
+/// The table of a run: the ceiling's rows, then each N's, in the order they were
+/// measured.
 pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
     let mut rows = Vec::new();
     let hello = "hello (ceiling)";
@@ -38,16 +40,6 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
         let n = run.n;
         let label = n.to_string();
         let start = median(&run.starts);
-        let mut checks = Vec::new();
-        let limit = match n {
-            0 => Some(Duration::from_millis(10)),
-            10_000 => Some(Duration::from_millis(150)),
-            100_000 => Some(Duration::from_millis(1500)),
-            _ => None,
-        };
-        if let Some(limit) = limit {
-            checks.push(Check(format!("≤ {} ms", limit.as_millis()), start <= limit));
-        }
         let spread = {
             let mut s = run.starts.clone();
             s.sort();
@@ -61,18 +53,14 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                 "{} hello",
                 times(start.as_secs_f64() / ceiling.start.as_secs_f64())
             ),
-            checks,
+            checks(run, Measure::StartUp),
         ));
-        let mut checks = Vec::new();
-        if n == 0 {
-            checks.push(Check("≤ 8 MiB".into(), run.idle <= 8 * 1024));
-        }
         rows.push(plain_row(
             &label,
             "RSS idle after start",
             mib(run.idle),
             format!("{} hello", times(run.idle as f64 / ceiling.idle as f64)),
-            checks,
+            checks(run, Measure::RssIdle),
         ));
         if let Some(s) = &run.scenarios {
             let vs_hello = |w: &Wrk, h: &Wrk| {
@@ -82,44 +70,44 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                     times(w.p99_us as f64 / h.p99_us.max(1) as f64)
                 )
             };
-            let mut checks = Vec::new();
-            if n == 10_000 {
-                let h = &s.hello32;
-                checks.push(Check(
-                    "≥ 0.60× hello req/s".into(),
-                    s.get.rps() >= 0.6 * h.rps(),
-                ));
-                checks.push(Check("p99 ≤ 2× hello".into(), s.get.p99_us <= 2 * h.p99_us));
-                if let Some(small) = &s.get_n100 {
-                    let ratio = s.get.rps() / small.rps();
-                    checks.push(Check(
-                        format!("≥ 0.90× N=100 req/s (is {ratio:.2}×)"),
-                        ratio >= 0.9,
-                    ));
-                }
-            }
-            for (what, conns, w, ratio) in [
+            for (measure, what, conns, w, ratio) in [
                 (
+                    Measure::Hello32a,
                     "hello (ceiling) GET /, run 1",
                     32,
                     &s.hello32a,
                     "before the reads",
                 ),
                 (
+                    Measure::Hello32b,
                     "hello (ceiling) GET /, run 2",
                     32,
                     &s.hello32b,
                     "after get and hot path",
                 ),
                 (
+                    Measure::Hello32,
                     "hello (ceiling) GET /, runs 1+2",
                     32,
                     &s.hello32,
                     "1.00 (ceiling)",
                 ),
-                ("hello (ceiling) GET /", 1, &s.hello1, "1.00 (ceiling)"),
+                (
+                    Measure::Hello1,
+                    "hello (ceiling) GET /",
+                    1,
+                    &s.hello1,
+                    "1.00 (ceiling)",
+                ),
             ] {
-                rows.push(wrk_row(&label, what, conns, w, ratio.into(), vec![]));
+                rows.push(wrk_row(
+                    &label,
+                    what,
+                    conns,
+                    w,
+                    ratio.into(),
+                    checks(run, measure),
+                ));
             }
             rows.push(wrk_row(
                 &label,
@@ -127,7 +115,7 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                 32,
                 &s.get,
                 vs_hello(&s.get, &s.hello32),
-                checks,
+                checks(run, Measure::Get),
             ));
             if let Some(small) = &s.get_n100 {
                 rows.push(wrk_row(
@@ -136,7 +124,7 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                     32,
                     small,
                     vs_hello(small, &s.hello32),
-                    vec![],
+                    checks(run, Measure::GetN100),
                 ));
             }
             rows.push(wrk_row(
@@ -145,21 +133,15 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                 32,
                 &s.hot,
                 vs_hello(&s.hot, &s.hello32),
-                vec![],
+                checks(run, Measure::Hot),
             ));
-            let mut checks = Vec::new();
-            match n {
-                10_000 => checks.push(Check("p50 ≤ 10 ms".into(), s.list1.p50_us <= 10_000)),
-                100_000 => checks.push(Check("p50 ≤ 100 ms".into(), s.list1.p50_us <= 100_000)),
-                _ => {}
-            }
             rows.push(wrk_row(
                 &label,
                 "GET /sessions",
                 1,
                 &s.list1,
                 vs_hello(&s.list1, &s.hello1),
-                checks,
+                checks(run, Measure::List1),
             ));
             rows.push(wrk_row(
                 &label,
@@ -167,25 +149,41 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                 32,
                 &s.list32,
                 vs_hello(&s.list32, &s.hello32),
-                vec![],
+                checks(run, Measure::List32),
             ));
-            for (op, what, w, floor, expect) in [
+            // Each write: its floor on 4 threads and on 1, then the service's.
+            for (op, what, w, floor, [four, one, measure]) in [
                 (
                     "create",
                     "POST /sessions (create)",
                     &s.create,
                     &s.create_floor,
-                    "every answer 201",
+                    [
+                        Measure::CreateFloor4,
+                        Measure::CreateFloor1,
+                        Measure::Create,
+                    ],
                 ),
                 (
                     "switch",
                     "PUT /sessions/active (switch)",
                     &s.switch,
                     &s.switch_floor,
-                    "every switch changed",
+                    [
+                        Measure::SwitchFloor4,
+                        Measure::SwitchFloor1,
+                        Measure::Switch,
+                    ],
                 ),
             ] {
-                rows.push(floor_row(&label, op, 4, &floor.four, "1.00 (floor)".into()));
+                rows.push(floor_row(
+                    &label,
+                    op,
+                    4,
+                    &floor.four,
+                    "1.00 (floor)".into(),
+                    checks(run, four),
+                ));
                 rows.push(floor_row(
                     &label,
                     op,
@@ -195,12 +193,8 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                         "{} floor x4",
                         times(floor.one.ops_per_sec / floor.four.ops_per_sec)
                     ),
+                    checks(run, one),
                 ));
-                let ratio = w.rps() / floor.four.ops_per_sec;
-                let checks = vec![
-                    Check("≥ 0.70× floor x4".into(), ratio >= 0.7),
-                    Check(expect.into(), w.unexpected == 0),
-                ];
                 rows.push(wrk_row(
                     &label,
                     what,
@@ -208,16 +202,12 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                     w,
                     format!(
                         "{} floor x4; {} floor x1",
-                        times(ratio),
+                        times(w.rps() / floor.four.ops_per_sec),
                         times(w.rps() / floor.one.ops_per_sec)
                     ),
-                    checks,
+                    checks(run, measure),
                 ));
             }
-        }
-        let mut checks = Vec::new();
-        if n == 10_000 {
-            checks.push(Check("≤ 24 MiB".into(), run.loaded <= 24 * 1024));
         }
         rows.push(plain_row(
             &label,
@@ -231,21 +221,25 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                 "{} hello after load",
                 times(run.loaded as f64 / ceiling.loaded as f64)
             ),
-            checks,
+            checks(run, Measure::RssEnd),
         ));
     }
     let mut not_run = Vec::new();
     if !large {
-        not_run.push(
-            "N=100000 (start-up ≤ 1.5 s, list all 1 conn p50 ≤ 100 ms): not run; \
-             `bench/run --large` or BENCH_LARGE=1"
-                .to_owned(),
-        );
+        not_run.push(NOT_RUN_WITHOUT_LARGE.to_owned());
     }
     Table { rows, not_run }
 }
 
-fn floor_row(n: &str, op: &str, threads: u32, run: &FloorRun, ratio: String) -> Row {
+fn floor_row(
+    n: &str,
+    op: &str,
+    threads: u32,
+    run: &FloorRun,
+    ratio: String,
+    checks: Vec<Check>,
+) -> Row {
+    let (target, verdict) = judge(&checks);
     Row {
         n: n.into(),
         what: format!("durable {op} floor (bench/driver/src/bin/floor.rs)"),
@@ -255,8 +249,8 @@ fn floor_row(n: &str, op: &str, threads: u32, run: &FloorRun, ratio: String) -> 
         p99: format!("{} ms", ms_us(run.p99_us)),
         ratio,
         errors: "—".into(),
-        target: String::new(),
-        verdict: Verdict::None,
+        target,
+        verdict,
     }
 }
 
@@ -276,8 +270,7 @@ fn plain_row(n: &str, what: &str, figure: String, ratio: String, checks: Vec<Che
     }
 }
 
-fn wrk_row(n: &str, what: &str, conns: u32, w: &Wrk, ratio: String, mut checks: Vec<Check>) -> Row {
-    checks.push(Check("0 errors".into(), w.clean()));
+fn wrk_row(n: &str, what: &str, conns: u32, w: &Wrk, ratio: String, checks: Vec<Check>) -> Row {
     let (target, verdict) = judge(&checks);
     let mut errors = format!("{} / {}", w.non2xx, w.socket_errors());
     if w.unexpected > 0 {

@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::targets::Check;
+
 #[derive(Clone, Copy, PartialEq)]
 pub enum Verdict {
     Pass,
@@ -32,9 +34,6 @@ pub struct Table {
     pub rows: Vec<Row>,
     pub not_run: Vec<String>,
 }
-
-/// A target: its text, and whether it holds.
-pub struct Check(pub String, pub bool);
 
 /// The row's target text (each failing check marked) and its verdict.
 pub fn judge(checks: &[Check]) -> (String, Verdict) {

@@ -126,10 +126,6 @@ impl Wrk {
     pub fn socket_errors(&self) -> u64 {
         self.connect + self.read + self.write + self.timeout
     }
-
-    pub fn clean(&self) -> bool {
-        self.non2xx == 0 && self.socket_errors() == 0
-    }
 }
 
 /// The `key=value` pairs of a machine-readable line (wrk's `BENCH`, the floor's `FLOOR`).
