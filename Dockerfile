@@ -5,6 +5,9 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, in their own layer: it is rebuilt only when Cargo.toml/Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
+# The workspace's other member (the benchmark): cargo needs its manifest to load the
+# workspace, and builds none of it here.
+COPY bench/driver/Cargo.toml ./bench/driver/
 RUN mkdir -p src personas \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

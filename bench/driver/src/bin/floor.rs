@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 /// even on a filesystem whose fsync is free).
 const MAX_OPS_PER_THREAD: u64 = 1_000_000;
 
-const PERSONA: &[u8] = include_bytes!("../personas/default.json");
+const PERSONA: &[u8] = include_bytes!("../../../../personas/default.json");
 
 #[derive(Clone, Copy, PartialEq)]
 enum Op {
