@@ -1,11 +1,16 @@
-//! Command line and environment (SPEC §5), and the checks made before anything starts.
-//! Parsing has no side effects: directories are created later, by the store and the
-//! persona library.
+//! Command line and environment (SPEC §5), the checks made before anything starts, and
+//! [`build`], which assembles what serves. Parsing has no side effects: directories are
+//! created by `build`, through the store and the persona library.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::http::security::{Auth, HostGuard};
+use crate::http::state::AppState;
+use crate::personas::Personas;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(name = "session-manager", version, about)]
@@ -168,4 +173,39 @@ fn resolve_dir(
         .filter(|h| !h.is_empty())
         .ok_or(ConfigError::NoHome(flag))?;
     Ok(PathBuf::from(home).join(under_home))
+}
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot open the persona library {}: {source}", dir.display())]
+    Personas {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Checks `config` and assembles the service it describes: the store on the sessions
+/// directory (locked, scanned, repaired), the persona library (seeded on a first start)
+/// and the state every handler gets. `main` and the test harness both start here.
+pub fn build(config: &Config) -> Result<AppState, StartError> {
+    let token = config.token()?;
+    config.check_exposure(token.is_some())?;
+    let sessions_dir = config.sessions_dir()?;
+    let personas_dir = config.personas_dir()?;
+    let store = Store::open(&sessions_dir)?;
+    let personas = Personas::open(&personas_dir).map_err(|source| StartError::Personas {
+        dir: personas_dir,
+        source,
+    })?;
+    Ok(AppState::new(
+        store,
+        personas,
+        Auth::new(token.as_deref()),
+        HostGuard::new(config.listen, &config.allowed_hosts),
+    ))
 }

@@ -1,29 +1,27 @@
 //! session-manager: owns the sessions of a multi-session Claude Code Telegram bot on
 //! disk and serves them, with the persona library, over local HTTP/JSON.
 //!
-//! Who owns what:
-//! - [`config`]: the command line and environment, and the start-up checks.
-//! - [`app`]: the router with all its layers, and `serve`, the seam `main` and the tests share.
-//! - [`state`]: the handle every handler gets (store, personas, access control).
-//! - [`routes`]: one module per resource; handlers validate, call the store, shape the answer.
-//! - [`extract`]: the JSON and name extractors, whose rejections are problem answers.
-//! - [`error`]: `ApiError` and the one table of statuses and titles (RFC 9457 bodies).
-//! - [`security`]: the bearer token and the Host/Origin checks.
-//! - [`model`]: names, status, metadata and personas; no HTTP, no I/O.
-//! - [`store`]: the sessions directory: durable writes, the lock, recovery, the index.
-//! - [`personas`]: the shipped library, first-start seeding, the loaded library.
-//! - [`metrics`]: the Prometheus registry: requests, latencies, fsyncs, sessions, errors.
-//! - [`healthcheck`]: the client behind `session-manager healthcheck`.
+//! Who owns what, and which layer may use which (each uses only those below it):
+//! - [`config`]: the command line and environment, the start-up checks, and
+//!   [`config::build`], which assembles store, personas and state for `main` and the
+//!   tests alike. May use everything.
+//! - [`http`]: the router, its layers and `serve`; handlers, errors as problem answers,
+//!   access control, the session's wire format. Uses `store`, `personas`, `model`,
+//!   `metrics`, `limits`.
+//! - [`personas`]: the shipped library, first-start seeding, the loaded library. Uses
+//!   `store` (its durable file operations), `model`.
+//! - [`store`]: the sessions directory: durable writes, the lock, recovery, the index,
+//!   the change events. Uses `model`, `metrics`, `limits`; knows nothing of HTTP.
+//! - [`metrics`]: the Prometheus registry. Uses `model`.
+//! - [`model`]: names, status, metadata, the patch type, personas; no HTTP, no I/O.
+//! - [`limits`]: body limit, timeouts: a leaf every layer may read.
+//! - [`healthcheck`]: the client behind `session-manager healthcheck`; a leaf.
 
-pub mod app;
 pub mod config;
-pub mod error;
-pub mod extract;
 pub mod healthcheck;
+pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod personas;
-pub mod routes;
-pub mod security;
-pub mod state;
 pub mod store;

@@ -4,12 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use session_manager::config::{Cli, Command, Config, LogFormat};
-use session_manager::personas::Personas;
-use session_manager::security::{Auth, HostGuard};
-use session_manager::state::AppState;
-use session_manager::store::Store;
-use session_manager::{app, healthcheck};
+use session_manager::config::{self, Cli, Command, Config, LogFormat};
+use session_manager::healthcheck;
+use session_manager::http::app;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -49,35 +47,20 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let token = config.token()?;
-    config.check_exposure(token.is_some())?;
-    let sessions_dir = config.sessions_dir()?;
-    let personas_dir = config.personas_dir()?;
-
-    let store = Store::open(&sessions_dir)?;
-    let personas = Personas::open(&personas_dir).map_err(|e| {
-        format!(
-            "cannot open the persona library {}: {e}",
-            personas_dir.display()
-        )
-    })?;
-    let state = AppState::new(
-        store,
-        personas,
-        Auth::new(token.as_deref()),
-        HostGuard::new(config.listen, &config.allowed_hosts),
-    );
-
+    let state = config::build(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        // Before anything is served: a service that cannot hear SIGTERM must not start.
+        let signals =
+            Signals::install().map_err(|e| format!("cannot install the signal handlers: {e}"))?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         tracing::info!(
-            sessions_dir = %sessions_dir.display(),
-            personas_dir = %personas_dir.display(),
+            sessions_dir = %state.store.dir().display(),
+            personas_dir = %state.personas.dir().display(),
             auth = state.auth.enabled(),
             "listening on {}",
             listener.local_addr()?
@@ -106,7 +89,7 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             None => None,
         };
         tokio::spawn(async move {
-            shutdown_signal().await;
+            signals.wait().await;
             let _ = stop.send(true);
         });
         app::serve(listener, state, until_stopped()).await?;
@@ -118,12 +101,24 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install the SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// The signals that stop the service gracefully.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }

@@ -12,11 +12,8 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
-use crate::model::{Name, Persona};
+use crate::model::{Persona, PersonaKey};
 use crate::store::{Skipped, fsio};
-
-/// The key used when a session is created without a persona.
-pub const DEFAULT_KEY: &str = "default";
 
 /// The library shipped with the service (`personas/` at the repository's top level).
 pub const SHIPPED: [(&str, &str); 4] = [
@@ -28,7 +25,7 @@ pub const SHIPPED: [(&str, &str); 4] = [
 
 #[derive(Debug, Default)]
 pub struct Library {
-    pub personas: BTreeMap<Name, Value>,
+    pub personas: BTreeMap<PersonaKey, Value>,
     pub skipped: Vec<Skipped>,
 }
 
@@ -66,7 +63,7 @@ impl Personas {
             .clone()
     }
 
-    pub fn get(&self, key: &Name) -> Option<Value> {
+    pub fn get(&self, key: &PersonaKey) -> Option<Value> {
         self.library().personas.get(key).cloned()
     }
 
@@ -121,7 +118,7 @@ fn load(dir: &Path) -> io::Result<Library> {
     Ok(library)
 }
 
-fn read_persona(path: &Path) -> Result<(Name, Value), String> {
+fn read_persona(path: &Path) -> Result<(PersonaKey, Value), String> {
     if !is_persona_file(path) || !path.is_file() {
         return Err("not a persona: expected a <key>.json file".into());
     }
@@ -129,7 +126,7 @@ fn read_persona(path: &Path) -> Result<(Name, Value), String> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let key = Name::persona_key(&stem).map_err(|e| format!("not a persona: {e}"))?;
+    let key = PersonaKey::parse(&stem).map_err(|e| format!("not a persona: {e}"))?;
     let bytes = fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
     let value: Value =
         serde_json::from_slice(&bytes).map_err(|e| format!("does not parse: {e}"))?;
@@ -170,7 +167,7 @@ mod tests {
             fs::read_to_string(lib.join("default.json")).unwrap(),
             "{\"edited\": true}"
         );
-        let keys: Vec<_> = library.personas.keys().map(Name::as_str).collect();
+        let keys: Vec<_> = library.personas.keys().map(PersonaKey::as_str).collect();
         assert_eq!(keys, ["brainstorm", "planner", "research"]);
         let reasons: Vec<_> = library.skipped.iter().map(|s| s.reason.as_str()).collect();
         assert_eq!(

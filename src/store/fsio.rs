@@ -153,13 +153,30 @@ pub fn move_dir(from: &Path, to: &Path) -> io::Result<()> {
     failpoint::hit(Step::DirSynced)
 }
 
-/// Creates `dir` (and its parents) if missing, and makes its entry durable.
+/// Creates `dir` and whichever of its parents are missing, and makes each new level
+/// durable: after a crash, a directory the service reported as created is still there,
+/// and so is every level above it.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir)?;
-    sync_dir(parent_of(dir))
+    let mut missing = Vec::new();
+    let mut level = dir;
+    while fs::symlink_metadata(level).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+        missing.push(level);
+        match level.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => level = parent,
+            _ => break,
+        }
+    }
+    for level in missing.into_iter().rev() {
+        match fs::create_dir(level) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            other => other?,
+        }
+        sync_dir(parent_of(level))?;
+    }
+    Ok(())
 }
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -167,8 +184,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     timed_fsync(|| dir.sync_all())
 }
 
-fn parent_of(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("."))
+/// The directory that holds `path`.
+pub fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }
 
 fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {

@@ -6,9 +6,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
-use super::StoreError;
-
-pub const LOCK_FILE: &str = ".lock";
+use super::error::StoreError;
+use super::layout::LOCK_FILE;
 
 #[derive(Debug)]
 pub struct DirLock {

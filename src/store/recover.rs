@@ -1,23 +1,25 @@
-//! Start-up: scan the sessions directory into the index, and repair what a crash or an
-//! older writer can leave behind. Every repair is logged at `warn`; nothing that does not
-//! parse is ever rewritten or removed, only skipped and reported.
+//! Recovery: scan the sessions directory, repair what a crash or an older writer can
+//! leave behind (at start-up), and resync the index with the disk after a failed write.
+//! Every repair is logged at `warn`; nothing that does not parse is ever rewritten or
+//! removed, only skipped and reported.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{
-    CURRENT_FILE, Entry, METADATA_FILE, PENDING_PERSONA_FILE, PERSONA_FILE, Pointer, Skipped,
-    StoreError, Tx, fsio, lock::LOCK_FILE,
+use super::error::StoreError;
+use super::events::ChangeKind;
+use super::fsio;
+use super::index::{Entry, Skipped, most_recent_first};
+use super::layout::{
+    CURRENT_FILE, METADATA_FILE, OWN_ENTRIES, PENDING_PERSONA_FILE, PERSONA_FILE, Pointer,
 };
-use crate::model::{CUSTOM_PERSONA, Metadata, Name, Status};
-
-/// Entries of the sessions directory that belong to the store itself.
-const OWN_ENTRIES: [&str; 3] = [LOCK_FILE, CURRENT_FILE, super::ARCHIVE_DIR];
+use super::tx::Tx;
+use crate::model::{CUSTOM_PERSONA, Metadata, SessionName, Status};
 
 pub(super) struct Scan {
-    pub sessions: HashMap<Name, Arc<Entry>>,
+    pub sessions: HashMap<SessionName, Metadata>,
     pub skipped: BTreeMap<String, Skipped>,
     /// `None` when `.current.json` is missing or unreadable.
     pub pointer: Option<Pointer>,
@@ -72,8 +74,7 @@ pub(super) fn scan(dir: &Path, sweep: bool) -> Result<Scan, StoreError> {
     for (path, file_name, result) in results {
         match result {
             Ok(metadata) => {
-                let version = sessions.len() as u64 + 1;
-                sessions.insert(metadata.name.clone(), Arc::new(Entry { metadata, version }));
+                sessions.insert(metadata.name.clone(), metadata);
             }
             Err(reason) => {
                 tracing::warn!(path = %path.display(), %reason, "skipping an entry of the sessions directory");
@@ -91,7 +92,7 @@ pub(super) fn scan(dir: &Path, sweep: bool) -> Result<Scan, StoreError> {
 
 /// Reads one session directory, or says why it is not one.
 fn read_session(root: &fs::File, path: &Path, file_name: &str) -> Result<Metadata, String> {
-    let name = Name::session(file_name).map_err(|e| format!("not a session: {e}"))?;
+    let name = SessionName::parse(file_name).map_err(|e| format!("not a session: {e}"))?;
     let relative = |file: &str| format!("{file_name}/{file}");
     // One open tells a directory without metadata from a plain file: no extra stat.
     let bytes = read_at(root, &relative(METADATA_FILE)).map_err(|e| match e.kind() {
@@ -191,7 +192,7 @@ pub(super) fn repair(tx: &mut Tx<'_>, had_pointer: bool) -> Result<(), StoreErro
         .filter(|e| e.metadata.status == Status::Active)
         .cloned()
         .collect();
-    active.sort_by(|a, b| super::most_recent_first(a, b));
+    active.sort_by(|a, b| most_recent_first(a, b));
     if !had_pointer {
         // The original module kept the current session in memory only: the most
         // recently activated `active` session is the best record of it.
@@ -214,4 +215,50 @@ pub(super) fn repair(tx: &mut Tx<'_>, had_pointer: bool) -> Result<(), StoreErro
         }
     }
     Ok(())
+}
+
+/// After a storage failure the disk can hold more than the transaction published:
+/// a step that fails after its rename (the fsync of the directory, or the next file
+/// of a switch) leaves the renamed file in place. Reads must still say what is on
+/// disk, and a switch committed there must not stay half done, so read the
+/// directory again and settle it, both at best: the storage is failing.
+pub(super) fn resync(tx: &mut Tx<'_>) {
+    let scan = match scan(tx.root(), false) {
+        Ok(scan) => scan,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the sessions directory again after a failed write");
+            return;
+        }
+    };
+    let index = tx.index();
+    let gone: Vec<SessionName> = index
+        .sessions
+        .keys()
+        .filter(|n| !scan.sessions.contains_key(*n) && !scan.skipped.contains_key(n.as_str()))
+        .cloned()
+        .collect();
+    let changed: Vec<(ChangeKind, Metadata)> = scan
+        .sessions
+        .into_values()
+        .filter_map(|metadata| match index.sessions.get(&metadata.name) {
+            None => Some((ChangeKind::Created, metadata)),
+            Some(old) if old.metadata != metadata => Some((ChangeKind::Updated, metadata)),
+            Some(_) => None,
+        })
+        .collect();
+    let pointer = scan.pointer.filter(|p| *p != index.pointer);
+    drop(index);
+    for name in gone {
+        tx.stage_removal(&name);
+    }
+    for (kind, metadata) in changed {
+        tx.stage(kind, metadata);
+    }
+    if let Some(pointer) = pointer {
+        tx.stage_pointer(pointer);
+    }
+    if let Err(e) = tx.settle() {
+        tracing::warn!(error = %e, "cannot settle the store after a failed write");
+    }
+    tx.publish();
 }

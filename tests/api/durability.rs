@@ -35,6 +35,8 @@ enum Event {
     FileWrite(String),
     /// An HTTP response going out on a TCP socket.
     Reply(u16),
+    /// A directory created at this path (as the call named it).
+    Mkdir(String),
 }
 
 /// The quoted strings of a strace argument list, unescaped only as far as `\"`.
@@ -98,7 +100,11 @@ fn parse_trace(text: &str) -> Vec<Event> {
         let Some((name, args)) = call.split_once('(') else {
             continue;
         };
-        let Some((args, result)) = args.rsplit_once(") = ") else {
+        // strace pads short calls: `fsync(3</a>)         = 0`.
+        let Some((args, result)) = args
+            .rsplit_once(") ")
+            .and_then(|(args, rest)| Some((args, rest.trim_start().strip_prefix("= ")?)))
+        else {
             continue;
         };
         let Ok(result) = result
@@ -122,6 +128,11 @@ fn parse_trace(text: &str) -> Vec<Event> {
                         from: paths[0].clone(),
                         to: paths[1].clone(),
                     });
+                }
+            }
+            "mkdir" | "mkdirat" if result == 0 => {
+                if let Some(path) = quoted(args).into_iter().next() {
+                    events.push(Event::Mkdir(path));
                 }
             }
             "write" | "writev" | "sendto" | "sendmsg" if result > 0 => {
@@ -207,7 +218,7 @@ fn check_write_order(
             Event::FileWrite(path) => {
                 synced.remove(path);
             }
-            Event::Reply(_) => {}
+            Event::Reply(_) | Event::Mkdir(_) => {}
             Event::Rename { from, to } => {
                 let kind = classify(sessions, to);
                 // The durable state moves with the name.
@@ -405,6 +416,74 @@ async fn every_state_rename_is_preceded_by_an_fsync_of_the_file_and_followed_by_
         "{checked:?}"
     );
     assert_eq!(checked.get(&RenameKind::Archived), Some(&1), "{checked:?}");
+}
+
+/// A first start on directories whose parents do not exist yet creates every missing
+/// level, and each new level's entry must be fsynced in its parent before the service
+/// says it listens: otherwise a crash can lose the directories the sessions were in.
+#[test]
+fn every_directory_level_a_first_start_creates_is_fsynced_in_its_parent() {
+    if let Some(reason) = strace_unusable() {
+        println!("SKIPPED: the directory-creation test needs strace: {reason}");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(root.path()).unwrap();
+    let sessions = root.join("data/a/b/sessions");
+    let personas = root.join("library/personas");
+    let trace = root.join("trace");
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-qq", "-yy", "-s", "200", "-o"])
+        .arg(&trace)
+        .arg("-e")
+        .arg("trace=/^(fsync|fdatasync|mkdir|mkdirat)$")
+        .arg("--")
+        .arg(BINARY)
+        .args(binary_serve_args(&sessions, &personas));
+    binary_env(&mut command);
+    let mut process = BinaryProcess::spawn(&mut command);
+    process.expect_line("listening on", BINARY_START_TIMEOUT);
+    let lock = std::fs::read_to_string(sessions.join(".lock")).unwrap();
+    let pid: u32 = lock.trim().trim_start_matches("pid ").parse().unwrap();
+    BinaryProcess::signal_pid(pid, "TERM");
+    let status = process.wait_exit(std::time::Duration::from_secs(30));
+    assert!(status.success(), "{status:?}: {}", process.log());
+
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let events = parse_trace(&text);
+    let created: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Mkdir(path) => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<String> = ["data", "data/a", "data/a/b", "data/a/b/sessions"]
+        .iter()
+        .chain(&["library", "library/personas"])
+        .map(|p| root.join(p).display().to_string())
+        .collect();
+    for path in &expected {
+        assert!(created.contains(path), "{path} was created: {created:?}");
+    }
+    let unsynced: Vec<&String> = created
+        .iter()
+        .filter(|path| expected.contains(path))
+        .filter(|path| {
+            let made = events
+                .iter()
+                .position(|e| matches!(e, Event::Mkdir(p) if p == *path))
+                .unwrap();
+            !events[made..]
+                .iter()
+                .any(|e| matches!(e, Event::Fsync(p) if p == parent(path)))
+        })
+        .collect();
+    assert!(
+        unsynced.is_empty(),
+        "directories whose parent was not fsynced after they were created: {unsynced:?}\n{text}"
+    );
 }
 
 #[test]

@@ -133,6 +133,47 @@ async fn with_a_token_every_route_but_healthz_needs_exactly_that_token() {
     app.stop().await;
 }
 
+/// With a token configured, a caller without it learns from `/healthz` only what a
+/// container probe needs: not the session names, the current session, or the paths and
+/// reasons of skipped entries. With the token, the whole report.
+#[tokio::test]
+async fn with_a_token_an_unauthenticated_healthz_says_only_status_and_version() {
+    let dirs = Dirs::new();
+    std::fs::create_dir_all(dirs.sessions().join("stray")).unwrap();
+    let app = TestApp::spawn_with(
+        &dirs,
+        Options {
+            token: Some(TOKEN.to_owned()),
+            ..Options::default()
+        },
+    )
+    .await;
+    app.created("secret-project").await;
+    app.switch("secret-project").await;
+    for auth in [None, Some("Bearer wrong-token")] {
+        let mut request = app.client.get(app.url("/healthz"));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let body = assert_json(request.send().await.unwrap(), StatusCode::OK).await;
+        let keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["status", "version"], "{auth:?}: {body}");
+        assert_eq!(
+            body["status"], "degraded",
+            "the stray entry still shows as degraded"
+        );
+    }
+    let full = app.get_ok("/healthz").await;
+    assert_eq!(full["current"], "secret-project");
+    assert_eq!(full["skipped"][0]["path"], json!(app.session_dir("stray")));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn host_must_be_loopback_or_the_listen_address() {
     let app = TestApp::fresh().await;

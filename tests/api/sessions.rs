@@ -1155,3 +1155,47 @@ async fn integers_written_with_a_zero_fraction_are_integers() {
     );
     app.stop().await;
 }
+
+/// Reading a session's persona while the session is deleted: the answer is the persona
+/// or 404, never 409 `corrupt-entry` for a session that is simply gone (the directory
+/// leaves the tree before the index forgets the session).
+#[tokio::test]
+async fn a_persona_read_racing_a_delete_is_200_or_404_never_corrupt() {
+    let app = TestApp::fresh().await;
+    let mut seen = std::collections::BTreeMap::<u16, usize>::new();
+    for round in 0..40 {
+        let name = format!("doomed-{round}");
+        app.created(&name).await;
+        let path = format!("/sessions/{name}/persona");
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let request = app.request(Method::GET, &path);
+                tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    loop {
+                        let response = request.try_clone().unwrap().send().await.unwrap();
+                        let status = response.status();
+                        let body = response.text().await.unwrap();
+                        statuses.push((status.as_u16(), body));
+                        if status != StatusCode::OK {
+                            return statuses;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let deleted = app.delete(&format!("/sessions/{name}")).await;
+        assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+        for reader in readers {
+            for (status, body) in reader.await.unwrap() {
+                assert!(
+                    status == 200 || status == 404,
+                    "GET {path} during its delete answered {status}: {body}"
+                );
+                *seen.entry(status).or_default() += 1;
+            }
+        }
+    }
+    println!("persona reads during deletes, by status: {seen:?}");
+    app.stop().await;
+}

@@ -9,13 +9,13 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::Parser;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use session_manager::app;
-use session_manager::personas::Personas;
-use session_manager::security::{Auth, HostGuard};
-use session_manager::state::AppState;
-use session_manager::store::Store;
+use session_manager::config::{self, Cli, StartError};
+use session_manager::http::app;
+use session_manager::http::state::AppState;
+use session_manager::store::StoreError;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -62,6 +62,26 @@ pub struct TestApp {
     own_dirs: Option<Dirs>,
 }
 
+/// `config::build`, waiting while the directory lock is held by this very process: the
+/// lock is an `flock`, and a child that another test is spawning holds a copy of the
+/// previous app's lock descriptor from its fork until its exec (the descriptor is
+/// close-on-exec). That window is short; a lock held by anyone else fails at once.
+async fn build_when_unlocked(config: &session_manager::config::Config) -> AppState {
+    let ours = format!("pid {}", std::process::id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match config::build(config) {
+            Ok(state) => return state,
+            Err(StartError::Store(StoreError::Locked { holder, .. }))
+                if holder == ours && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("build the app: {e}"),
+        }
+    }
+}
+
 impl TestApp {
     /// Starts the app on temp directories of its own, kept as long as it is: for a test
     /// that does not restart on the same directories.
@@ -83,17 +103,29 @@ impl TestApp {
     }
 
     pub async fn spawn_with(dirs: &Dirs, options: Options) -> Self {
-        let store = Store::open(&dirs.sessions()).expect("open the store");
-        let personas = Personas::open(&dirs.personas()).expect("open the personas");
         // Bound before the server task starts, so no request can race the listener.
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
-        let state = AppState::new(
-            store,
-            personas,
-            Auth::new(options.token.as_deref()),
-            HostGuard::new(addr, &options.allowed_hosts),
+        // Assembled as `main` assembles it: from the command line, by `config::build`.
+        let mut args = vec![
+            "session-manager".to_owned(),
+            format!("--listen={addr}"),
+            format!("--sessions-dir={}", dirs.sessions().display()),
+            format!("--personas-dir={}", dirs.personas().display()),
+        ];
+        if let Some(token) = &options.token {
+            let file = dirs.root.path().join("token");
+            std::fs::write(&file, format!("{token}\n")).unwrap();
+            args.push(format!("--token-file={}", file.display()));
+        }
+        args.extend(
+            options
+                .allowed_hosts
+                .iter()
+                .map(|h| format!("--allowed-host={h}")),
         );
+        let cli = Cli::try_parse_from(args).expect("the test's command line parses");
+        let state = build_when_unlocked(&cli.config).await;
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app::serve(listener, state, async {
             let _ = rx.await;
@@ -232,11 +264,11 @@ impl Drop for TestApp {
 
 // ---- The rest of the crate that tests use.
 
-pub use session_manager::app::{BODY_LIMIT, HEADER_READ_TIMEOUT};
+pub use session_manager::limits::{BODY_LIMIT, HEADER_READ_TIMEOUT};
 
 /// The paths of the router's table (`routes::table()`).
 pub fn route_paths() -> BTreeSet<String> {
-    session_manager::routes::table()
+    session_manager::http::routes::table()
         .into_iter()
         .map(|(path, _, _)| path.to_owned())
         .collect()

@@ -1,24 +1,33 @@
 //! `/healthz`: liveness and readiness for the container runtime and the operator.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::ApiError;
-use crate::extract::Json;
-use crate::model::Name;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::Json;
+use crate::http::state::AppState;
+use crate::model::SessionName;
 use crate::store::Skipped;
 
+/// What anyone may learn: enough for a container's probe. With a token configured, a
+/// caller without it gets only this.
 #[derive(Debug, Serialize)]
-pub struct Health {
-    /// `ok`, or `degraded` while entries are skipped.
+struct Public {
+    /// `ok`, or `degraded` while entries are skipped or a problem stands.
     status: &'static str,
     version: &'static str,
+}
+
+/// The whole report, for callers with the token (or when no token is configured).
+#[derive(Debug, Serialize)]
+struct Health {
+    #[serde(flatten)]
+    public: Public,
     uptime_seconds: u64,
     sessions: Counts,
-    current: Option<Name>,
+    current: Option<SessionName>,
     personas: usize,
     /// Entries of the sessions or personas directory that are not served, and why.
     skipped: Vec<Skipped>,
@@ -45,18 +54,26 @@ struct Counts {
     suspended: usize,
 }
 
-pub async fn healthz(State(state): State<AppState>) -> Response {
+pub async fn healthz(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let store = state.store.health();
     let library = state.personas.library();
+    let probe = state.store.probe_storage().await;
+    let authorized = state.auth.allows(&headers);
     let mut fatal = Vec::new();
-    if let Err(e) = state.store.probe_writable().await {
-        fatal.push(format!("the sessions directory is not writable: {e}"));
+    if let Err(e) = probe.writable {
+        fatal.push(match authorized {
+            true => format!("the sessions directory is not writable: {e}"),
+            false => "the sessions directory is not writable".to_owned(),
+        });
     }
     if library.personas.is_empty() {
-        fatal.push(format!(
-            "no valid persona is loaded from {}",
-            state.personas.dir().display()
-        ));
+        fatal.push(match authorized {
+            true => format!(
+                "no valid persona is loaded from {}",
+                state.personas.dir().display()
+            ),
+            false => "no valid persona is loaded".to_owned(),
+        });
     }
     if !fatal.is_empty() {
         return ApiError::Unavailable(fatal.join("; ")).into_response();
@@ -66,13 +83,10 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         .map(|p| format!("the last write failed: {p}"))
         .into_iter()
         .collect();
-    let storage = state
-        .store
-        .disk_space()
-        .map(|(free_bytes, total_bytes)| Storage {
-            free_bytes,
-            total_bytes,
-        });
+    let storage = probe.space.map(|(free_bytes, total_bytes)| Storage {
+        free_bytes,
+        total_bytes,
+    });
     if let Some(s) = storage
         .as_ref()
         .filter(|s| s.free_bytes < LOW_SPACE_BYTES || s.free_bytes < s.total_bytes / 100)
@@ -85,13 +99,19 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     let [(_, idle), (_, active), (_, suspended)] = store.by_status;
     let mut skipped = store.skipped;
     skipped.extend(library.skipped.iter().cloned());
-    let health = Health {
+    let public = Public {
         status: if skipped.is_empty() && problems.is_empty() {
             "ok"
         } else {
             "degraded"
         },
         version: env!("CARGO_PKG_VERSION"),
+    };
+    if !authorized {
+        return (StatusCode::OK, Json(public)).into_response();
+    }
+    let health = Health {
+        public,
         uptime_seconds: state.started.elapsed().as_secs(),
         sessions: Counts {
             total: store.sessions,

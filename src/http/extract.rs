@@ -1,5 +1,5 @@
-//! Extractors whose rejections are our own problem answers: a JSON body, a validated
-//! session name and a validated persona key from the path. A name is checked here,
+//! Extractors whose rejections are our own problem answers: a JSON body, and a validated
+//! session name or persona key from the path. A name is checked here,
 //! before any handler, so no unchecked text ever reaches the store or a path.
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::ApiError;
-use crate::model::{Name, from_json_value};
+use super::error::ApiError;
+use crate::model::{PersonaKey, SessionName, from_json_value};
 
 /// A JSON object body, with problem+json rejections: 415 without a JSON content type,
 /// 413 over the body limit, 400 when it is not JSON at all, 422 when it is JSON but not
@@ -46,28 +46,25 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// The `{name}` of a session route, validated.
+/// The one name in a route's path (a [`SessionName`] or a [`PersonaKey`]), validated:
+/// a bad one is a 400 whose detail names the broken rule.
 #[derive(Debug, Clone)]
-pub struct SessionName(pub Name);
+pub struct Named<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for SessionName {
+impl<S, T> FromRequestParts<S> for Named<T>
+where
+    S: Send + Sync,
+    T: std::str::FromStr<Err = crate::model::NameError>,
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
-        Ok(SessionName(Name::session(&raw)?))
+        Ok(Named(raw.parse()?))
     }
 }
 
-/// The `{key}` of a persona route, validated.
-#[derive(Debug, Clone)]
-pub struct PersonaKey(pub Name);
-
-impl<S: Send + Sync> FromRequestParts<S> for PersonaKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
-        Ok(PersonaKey(Name::persona_key(&raw)?))
-    }
-}
+/// A session route's `{name}`.
+pub type SessionPath = Named<SessionName>;
+/// A persona route's `{key}`.
+pub type PersonaPath = Named<PersonaKey>;

@@ -3,6 +3,7 @@
 //! through DNS rebinding or a cross-site request (SPEC §5).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
@@ -11,8 +12,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use super::error::ApiError;
 
 /// The configured token, kept only as its digest: comparing digests of equal length in
 /// constant time reveals neither the token's content nor its length.
@@ -49,8 +49,9 @@ impl Auth {
     }
 }
 
-pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.auth.allows(req.headers()) {
+/// The middleware in front of every route that needs the token.
+pub async fn require_token(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
+    if auth.allows(req.headers()) {
         return next.run(req).await;
     }
     let detail = if req.headers().contains_key(header::AUTHORIZATION) {
@@ -102,12 +103,12 @@ fn host_part(authority: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
 
+/// The middleware in front of every route: `Host` and `Origin` must name this service.
 pub async fn check_host_and_origin(
-    State(state): State<AppState>,
+    State(guard): State<Arc<HostGuard>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let guard = &state.guard;
     if let Some(host) = req.headers().get(header::HOST) {
         let host = host.to_str().unwrap_or_default();
         if !guard.allows_host(host_part(host)) {

@@ -218,7 +218,7 @@ impl From<JsonRejection> for ApiError {
             ),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
                 "the request body is larger than the limit of {} bytes",
-                crate::app::BODY_LIMIT
+                crate::limits::BODY_LIMIT
             )),
             StatusCode::UNPROCESSABLE_ENTITY => ApiError::InvalidBody(detail),
             _ => ApiError::MalformedJson(detail),

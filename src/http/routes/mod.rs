@@ -9,7 +9,7 @@ pub mod sessions;
 
 use axum::routing::{MethodRouter, get};
 
-use crate::state::AppState;
+use super::state::AppState;
 
 /// Whether a route needs the bearer token (when one is configured).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,20 +26,12 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::error::ApiError;
+use super::error::ApiError;
+use super::routes::{self, Access};
+use super::security;
+use super::state::AppState;
+use crate::limits::{BODY_LIMIT, HEADER_READ_TIMEOUT, REQUEST_TIMEOUT, SHUTDOWN_GRACE};
 use crate::metrics::metrics;
-use crate::routes::{self, Access};
-use crate::security;
-use crate::state::AppState;
-
-/// The largest request body accepted (SPEC §4).
-pub const BODY_LIMIT: usize = 256 * 1024;
-/// How long a client may take to send its request headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a whole request may take, body included.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long shutdown waits for in-flight requests.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -54,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         }
     }
     let protected = protected.route_layer(middleware::from_fn_with_state(
-        state.clone(),
+        state.auth.clone(),
         security::require_token,
     ));
     with_layers(public.merge(protected), state)
@@ -97,7 +89,7 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.guard.clone(),
             security::check_host_and_origin,
         ));
     routes
@@ -173,7 +165,8 @@ async fn timeout_as_problem(response: Response) -> Response {
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {
         return ApiError::Timeout(format!(
-            "the request was not completed within {} seconds; send it again, faster",
+            "the request did not complete within {} seconds. A write may still have been \
+             applied: GET the resource to see its state before you send the request again",
             REQUEST_TIMEOUT.as_secs()
         ))
         .into_response();
@@ -267,7 +260,16 @@ mod tests {
         assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],
-            crate::error::PROBLEM_JSON
+            crate::http::error::PROBLEM_JSON
+        );
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("may still have been applied") && detail.contains("GET the resource"),
+            "a write that timed out may have committed, and the detail says how to check: {detail}"
         );
         let ok = timeout_as_problem(StatusCode::OK.into_response()).await;
         assert!(!ok.headers().contains_key(header::CONTENT_TYPE));

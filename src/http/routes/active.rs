@@ -3,20 +3,24 @@
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
-use crate::extract::Json;
-use crate::model::Name;
-use crate::state::AppState;
-use crate::store::{Session, Switched};
+use crate::http::error::ApiError;
+use crate::http::extract::Json;
+use crate::http::state::AppState;
+use crate::http::wire::SessionJson;
+use crate::model::SessionName;
+use crate::store::Switched;
 
 #[derive(Debug, Serialize)]
 pub struct Current {
-    active: Option<Name>,
-    session: Option<Session>,
+    active: Option<SessionName>,
+    session: Option<SessionJson>,
 }
 
 pub async fn get(State(state): State<AppState>) -> Json<Current> {
-    let session = state.store.current();
+    let session = state
+        .store
+        .current()
+        .map(|entry| SessionJson::new(&state.store, entry));
     Json(Current {
         active: session.as_ref().map(|s| s.metadata().name.clone()),
         session,
@@ -26,15 +30,14 @@ pub async fn get(State(state): State<AppState>) -> Json<Current> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchBody {
-    name: String,
+    name: SessionName,
 }
 
 pub async fn switch(
     State(state): State<AppState>,
     Json(body): Json<SwitchBody>,
 ) -> Result<Json<Switched>, ApiError> {
-    let name = Name::session(&body.name).map_err(|e| ApiError::invalid_body(e.to_string()))?;
-    Ok(Json(state.store.switch(name).await?))
+    Ok(Json(state.store.switch(body.name).await?))
 }
 
 pub async fn clear(State(state): State<AppState>) -> Result<Json<Switched>, ApiError> {

@@ -4,20 +4,19 @@
 use axum::extract::{Query, State, rejection::QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::ApiError;
-use crate::extract::{Json, SessionName};
-use crate::model::{CUSTOM_PERSONA, Name, Persona, Status, as_integer};
-use crate::personas::DEFAULT_KEY;
-use crate::state::AppState;
-use crate::store::{Patch, Session};
+use crate::http::error::ApiError;
+use crate::http::extract::{Json, Named, SessionPath};
+use crate::http::state::AppState;
+use crate::http::wire::SessionJson;
+use crate::model::{CUSTOM_PERSONA, MetadataPatch, Persona, PersonaKey, SessionName, Status};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
-    name: String,
+    name: SessionName,
     /// A library key, a whole persona object, or null/absent for the default.
     #[serde(default)]
     persona: Option<Value>,
@@ -27,14 +26,13 @@ pub async fn create(
     State(state): State<AppState>,
     Json(body): Json<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let name = Name::session(&body.name).map_err(|e| ApiError::invalid_body(e.to_string()))?;
     let (recorded, persona) = resolve_persona(&state, body.persona)?;
-    let session = state.store.create(name, recorded, persona).await?;
-    let location = format!("/sessions/{}", session.metadata().name);
+    let entry = state.store.create(body.name, recorded, persona).await?;
+    let location = format!("/sessions/{}", entry.metadata.name);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(session),
+        Json(SessionJson::new(&state.store, entry)),
     )
         .into_response())
 }
@@ -44,7 +42,7 @@ fn resolve_persona(
     state: &AppState,
     requested: Option<Value>,
 ) -> Result<(Option<String>, Value), ApiError> {
-    let from_library = |key: &Name| {
+    let from_library = |key: &PersonaKey| {
         state.personas.get(key).ok_or_else(|| {
             ApiError::invalid_body(format!(
                 "persona '{key}' is not in the library; GET /personas lists the keys"
@@ -52,12 +50,9 @@ fn resolve_persona(
         })
     };
     match requested {
-        None | Some(Value::Null) => {
-            let key = Name::persona_key(DEFAULT_KEY).expect("the default key is valid");
-            Ok((None, from_library(&key)?))
-        }
+        None | Some(Value::Null) => Ok((None, from_library(&PersonaKey::default_key())?)),
         Some(Value::String(raw)) => {
-            let key = Name::persona_key(&raw).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+            let key = PersonaKey::parse(&raw).map_err(|e| ApiError::invalid_body(e.to_string()))?;
             Ok((Some(raw), from_library(&key)?))
         }
         Some(value @ Value::Object(_)) => {
@@ -89,76 +84,31 @@ pub async fn list(
         None => None,
         Some(raw) => Some(Status::parse(raw).ok_or_else(bad_filter)?),
     };
-    let body = state.store.list_json(status);
+    let body = state.lists.list_json(&state.store, status);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 pub async fn get(
     State(state): State<AppState>,
-    SessionName(name): SessionName,
-) -> Result<Json<Session>, ApiError> {
-    Ok(Json(state.store.get(&name)?))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PatchBody {
-    #[serde(default, deserialize_with = "present_pid")]
-    pid: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "present")]
-    status: Option<Option<Status>>,
-}
-
-/// Like [`present`], for an integer that may be written `4242.0`.
-fn present_pid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None => Ok(Some(None)),
-        Some(value) => as_integer(&value)
-            .map(|pid| Some(Some(pid)))
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "must be a positive integer or null (got {value})"
-                ))
-            }),
-    }
-}
-
-/// Tells a field set to null (`Some(None)`) from a field left out (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
+    Named(name): SessionPath,
+) -> Result<Json<SessionJson>, ApiError> {
+    let entry = state.store.get(&name)?;
+    Ok(Json(SessionJson::new(&state.store, entry)))
 }
 
 pub async fn update(
     State(state): State<AppState>,
-    SessionName(name): SessionName,
-    Json(body): Json<PatchBody>,
-) -> Result<Json<Session>, ApiError> {
-    if body.pid.is_none() && body.status.is_none() {
-        return Err(ApiError::invalid_body(
-            "nothing to update: give pid and/or status",
-        ));
-    }
-    if let Some(Some(pid)) = body.pid.filter(|p| p.is_some_and(|p| p < 1)) {
-        return Err(ApiError::invalid_body(format!(
-            "pid must be a positive integer or null (got {pid})"
-        )));
-    }
-    let status = match body.status {
-        Some(None) => return Err(ApiError::invalid_body("status cannot be null")),
-        other => other.flatten(),
-    };
-    let patch = Patch {
-        pid: body.pid,
-        status,
-    };
-    Ok(Json(state.store.update(name, patch).await?))
+    Named(name): SessionPath,
+    Json(patch): Json<MetadataPatch>,
+) -> Result<Json<SessionJson>, ApiError> {
+    patch.check().map_err(ApiError::InvalidBody)?;
+    let entry = state.store.update(name, patch).await?;
+    Ok(Json(SessionJson::new(&state.store, entry)))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
-    SessionName(name): SessionName,
+    Named(name): SessionPath,
 ) -> Result<StatusCode, ApiError> {
     state.store.delete(name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -166,14 +116,14 @@ pub async fn delete(
 
 pub async fn persona(
     State(state): State<AppState>,
-    SessionName(name): SessionName,
+    Named(name): SessionPath,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(state.store.persona(&name).await?))
 }
 
 pub async fn replace_persona(
     State(state): State<AppState>,
-    SessionName(name): SessionName,
+    Named(name): SessionPath,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
     if !body.is_object() {

@@ -3,16 +3,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::security::{Auth, HostGuard};
+use super::wire::ListCache;
 use crate::personas::Personas;
-use crate::security::{Auth, HostGuard};
 use crate::store::Store;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub personas: Arc<Personas>,
+    /// The token check, also asked by `/healthz` whether a caller may see the details.
     pub auth: Arc<Auth>,
+    /// The names a request may use for this service in `Host` and `Origin`.
     pub guard: Arc<HostGuard>,
+    pub lists: Arc<ListCache>,
     pub started: Instant,
 }
 
@@ -23,6 +27,7 @@ impl AppState {
             personas: Arc::new(personas),
             auth: Arc::new(auth),
             guard: Arc::new(guard),
+            lists: Arc::default(),
             started: Instant::now(),
         }
     }

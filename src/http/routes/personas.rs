@@ -3,9 +3,9 @@
 use axum::extract::State;
 use serde_json::Value;
 
-use crate::error::ApiError;
-use crate::extract::{Json, PersonaKey};
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::{Json, Named, PersonaPath};
+use crate::http::state::AppState;
 
 /// The library sorted by key; each item is the persona plus its `key`.
 pub async fn list(State(state): State<AppState>) -> Json<Vec<Value>> {
@@ -26,7 +26,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<Value>> {
 
 pub async fn get(
     State(state): State<AppState>,
-    PersonaKey(key): PersonaKey,
+    Named(key): PersonaPath,
 ) -> Result<Json<Value>, ApiError> {
     state.personas.get(&key).map(Json).ok_or_else(|| {
         ApiError::NotFound(format!(

@@ -1,0 +1,23 @@
+//! The HTTP layer: everything that knows about requests, answers and status codes.
+//!
+//! - [`app`]: the router with all its layers, and `serve`, the seam `main` and the
+//!   tests share;
+//! - [`state`]: the handle every handler gets;
+//! - [`routes`]: one module per resource, and the table the router is built from;
+//! - [`wire`]: the session's JSON (with the computed `dir`) and the cached list body;
+//! - [`extract`]: the JSON and name extractors, whose rejections are problem answers;
+//! - [`security`]: the bearer token and the Host/Origin checks, as middlewares with
+//!   their own state;
+//! - [`error`]: `ApiError` and the one table of statuses and titles (RFC 9457).
+//!
+//! Within it, `error` uses no other HTTP module; `security` and `extract` use only
+//! `error`; `state` holds the store, the personas and the token check; `routes` use
+//! `state`, `wire`, `extract` and `error`; `app` assembles them all.
+
+pub mod app;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod security;
+pub mod state;
+pub mod wire;

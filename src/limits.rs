@@ -1,0 +1,13 @@
+//! The service's limits and timeouts, in one leaf every layer may read: the HTTP layer
+//! enforces them, the store caps its reads with them, and the answers quote them.
+
+use std::time::Duration;
+
+/// The largest request body accepted (SPEC §4).
+pub const BODY_LIMIT: usize = 256 * 1024;
+/// How long a client may take to send its request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a whole request may take, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for in-flight requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

@@ -1,0 +1,20 @@
+//! The domain types: validated names, session status, `metadata.json`, its patch type,
+//! and personas.
+//!
+//! No HTTP and no I/O here. Everything that crosses the disk keeps the fields it does not
+//! know (`extra`), so a rewrite never loses what the original Python module or another
+//! tool stored.
+
+mod metadata;
+mod name;
+mod patch;
+mod persona;
+mod time;
+
+pub use metadata::{CUSTOM_PERSONA, Metadata, Status};
+pub use name::{
+    DEFAULT_PERSONA, MAX_NAME_LEN, NameError, PersonaKey, RESERVED_SESSION_NAME, SessionName,
+};
+pub use patch::{Field, MetadataPatch, Pid};
+pub use persona::{Persona, Settings, as_integer, from_json_value};
+pub use time::Timestamp;

@@ -1,0 +1,175 @@
+//! Partial updates of a session: [`MetadataPatch`], the one type that `PATCH
+//! /sessions/{name}` parses and the store applies, and [`Field`], the tri-state each of
+//! its fields is (left out, set to null, set to a value). A new patchable field is one
+//! line in the struct and one in [`MetadataPatch::apply`].
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use super::metadata::{Metadata, Status};
+use super::persona::as_integer;
+
+/// One field of a partial update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Field<T> {
+    /// Left out: the stored value stays.
+    #[default]
+    Absent,
+    /// `null`: the stored value is cleared.
+    Null,
+    Value(T),
+}
+
+impl<T> Field<T> {
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Field::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Applies this field to an optional stored value, converting what it sets.
+    pub fn apply_to<U>(&self, slot: &mut Option<U>, convert: impl FnOnce(&T) -> U) {
+        match self {
+            Field::Absent => {}
+            Field::Null => *slot = None,
+            Field::Value(v) => *slot = Some(convert(v)),
+        }
+    }
+
+    /// Applies this field to a stored value that cannot be null.
+    pub fn apply_required(&self, slot: &mut T)
+    where
+        T: Clone,
+    {
+        if let Field::Value(v) = self {
+            *slot = v.clone();
+        }
+    }
+}
+
+/// With `#[serde(default)]`, a field left out stays [`Field::Absent`]; one that is
+/// present is read as `Option<T>`: `null` or a value.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Option::<T>::deserialize(deserializer).map(|v| v.map_or(Field::Null, Field::Value))
+    }
+}
+
+/// A process id as the bot reports it: a positive integer (written `4242` or `4242.0`).
+/// Zero and negative numbers are refused: `kill(0)` or `kill(-n)` would signal a whole
+/// process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pid(i64);
+
+impl Pid {
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Pid {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        as_integer(&value)
+            .filter(|pid| *pid >= 1)
+            .map(Pid)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "must be a positive integer or null (got {value})"
+                ))
+            })
+    }
+}
+
+/// The fields `PATCH /sessions/{name}` may change: the bot's process bookkeeping.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataPatch {
+    #[serde(default)]
+    pub pid: Field<Pid>,
+    #[serde(default)]
+    pub status: Field<Status>,
+}
+
+impl MetadataPatch {
+    /// The fields a patch may name, for the message that says a patch is empty.
+    const FIELDS: &[&str] = &["pid", "status"];
+
+    /// Refuses a patch that changes nothing, or clears a field that cannot be null.
+    pub fn check(&self) -> Result<(), String> {
+        if *self == Self::default() {
+            return Err(format!(
+                "nothing to update: give {}",
+                Self::FIELDS.join(" and/or ")
+            ));
+        }
+        if self.status == Field::Null {
+            return Err("status cannot be null".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The status this patch asks for, which the store checks against SPEC §3.
+    pub fn status(&self) -> Option<Status> {
+        self.status.value().copied()
+    }
+
+    /// Writes the patch into `metadata`.
+    pub fn apply(&self, metadata: &mut Metadata) {
+        self.pid.apply_to(&mut metadata.pid, |pid| pid.get());
+        self.status.apply_required(&mut metadata.status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SessionName, Timestamp};
+
+    fn patch(value: Value) -> Result<MetadataPatch, String> {
+        crate::model::from_json_value(value)
+    }
+
+    #[test]
+    fn absent_null_and_value_are_told_apart() {
+        let p = patch(serde_json::json!({"pid": null})).unwrap();
+        assert_eq!((p.pid, p.status), (Field::Null, Field::Absent));
+        let p = patch(serde_json::json!({"pid": 4242.0, "status": "idle"})).unwrap();
+        assert_eq!(p.pid, Field::Value(Pid(4242)));
+        assert_eq!(p.status(), Some(Status::Idle));
+        assert_eq!(
+            patch(serde_json::json!({})).unwrap().check().unwrap_err(),
+            "nothing to update: give pid and/or status"
+        );
+        let null_status = patch(serde_json::json!({"status": null})).unwrap();
+        assert_eq!(null_status.check().unwrap_err(), "status cannot be null");
+    }
+
+    #[test]
+    fn bad_pids_and_unknown_fields_are_refused() {
+        for bad in [
+            serde_json::json!(0),
+            serde_json::json!(-3),
+            serde_json::json!(1.5),
+        ] {
+            let err = patch(serde_json::json!({ "pid": bad })).unwrap_err();
+            assert!(err.starts_with("pid: must be a positive integer"), "{err}");
+        }
+        let err = patch(serde_json::json!({"name": "x"})).unwrap_err();
+        assert!(err.contains("unknown field `name`"), "{err}");
+    }
+
+    #[test]
+    fn apply_sets_and_clears() {
+        let mut m = Metadata::new(SessionName::parse("s").unwrap(), None, Timestamp::now());
+        patch(serde_json::json!({"pid": 7, "status": "suspended"}))
+            .unwrap()
+            .apply(&mut m);
+        assert_eq!((m.pid, m.status), (Some(7), Status::Suspended));
+        patch(serde_json::json!({"pid": null}))
+            .unwrap()
+            .apply(&mut m);
+        assert_eq!((m.pid, m.status), (None, Status::Suspended));
+    }
+}

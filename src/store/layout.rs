@@ -1,0 +1,47 @@
+//! Where things are in `<sessions_dir>`: the file names, how an archived session is
+//! named, and `.current.json`, the pointer to the current session.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{SessionName, Timestamp};
+
+pub const METADATA_FILE: &str = "metadata.json";
+pub const PERSONA_FILE: &str = "persona.json";
+/// A replacement `persona.json`, durable but not in effect until the metadata that says
+/// "custom" is (see `Tx::replace_persona`).
+pub const PENDING_PERSONA_FILE: &str = ".pending-persona.json";
+/// Where deleted sessions are moved, whole.
+pub const ARCHIVE_DIR: &str = ".archive";
+/// Which session is current, and the intent of the last switch (see [`Pointer`]).
+pub const CURRENT_FILE: &str = ".current.json";
+/// The file whose lock says which process owns the directory.
+pub const LOCK_FILE: &str = ".lock";
+/// Entries of the sessions directory that belong to the store itself.
+pub const OWN_ENTRIES: [&str; 3] = [LOCK_FILE, CURRENT_FILE, ARCHIVE_DIR];
+
+/// A session's directory.
+pub fn session_dir(root: &Path, name: &SessionName) -> PathBuf {
+    root.join(name)
+}
+
+/// Where a session deleted at `at` is moved: `.archive/<name>.<UTC timestamp>`, so the
+/// same name can be archived many times.
+pub fn archive_path(root: &Path, name: &SessionName, at: Timestamp) -> PathBuf {
+    root.join(ARCHIVE_DIR)
+        .join(format!("{name}.{}", at.compact()))
+}
+
+/// `.current.json`: which session is current, and, for the last switch, when it
+/// happened and from where. The switch is committed once this file is durable; if the
+/// process dies before the two metadata files follow, the next write or start-up
+/// finishes it (a switch is complete when the target's `last_active` equals `since`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pointer {
+    pub name: Option<SessionName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<SessionName>,
+}

@@ -1,0 +1,201 @@
+//! Write transactions: [`Shared::begin`] takes the writer mutex, the transaction stages
+//! what it made durable, and [`Tx::publish`] makes it visible to readers in one step and
+//! announces it. Every change to the store's state passes through `publish`.
+//!
+//! Both locks are `std::sync` ones: they are never held across an `.await` (writes run
+//! inside `spawn_blocking`; readers copy out `Arc`s and let go), so an async mutex would
+//! only add cost. The writer mutex is held during fsync by design: writes to one
+//! directory are serialised, and the index lock, which readers take, is not.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use tokio::sync::broadcast;
+
+use super::error::StoreError;
+use super::events::{Change, ChangeKind};
+use super::fsio;
+use super::index::{Entry, Index, Version};
+use super::layout::{self, CURRENT_FILE, METADATA_FILE, Pointer};
+use super::lock::DirLock;
+use crate::model::{Metadata, SessionName};
+
+/// What every handle on one store shares.
+pub(super) struct Shared {
+    pub dir: PathBuf,
+    pub index: RwLock<Index>,
+    pub writer: Mutex<()>,
+    pub events: broadcast::Sender<Change>,
+    pub _lock: DirLock,
+}
+
+impl Shared {
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a write transaction: waits for the writer mutex.
+    pub fn begin(&self) -> Tx<'_> {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let index = self.index();
+        let version = Version {
+            epoch: index.epoch,
+            seq: index.seq + 1,
+        };
+        drop(index);
+        Tx {
+            shared: self,
+            _writer: writer,
+            version,
+            sessions: HashMap::new(),
+            pointer: None,
+            changes: Vec::new(),
+        }
+    }
+
+    /// Records a storage failure that happened outside a transaction, for `/healthz`.
+    pub fn note_failure(&self, error: StoreError) -> StoreError {
+        if error.is_storage_failure() {
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+            index.last_write_error = Some(error.to_string());
+        }
+        error
+    }
+}
+
+/// A write transaction. It holds the writer mutex, so nothing else changes the index
+/// while it runs. What it writes durably is staged here and becomes visible to readers
+/// all at once, in [`Tx::publish`]: a reader sees a switch, which writes three files,
+/// either not at all or whole.
+pub(super) struct Tx<'a> {
+    pub shared: &'a Shared,
+    _writer: MutexGuard<'a, ()>,
+    /// The version this transaction publishes at (the version of what it writes).
+    version: Version,
+    /// Sessions written (`Some`) or removed (`None`), not yet published.
+    sessions: HashMap<SessionName, Option<Arc<Entry>>>,
+    pointer: Option<Pointer>,
+    changes: Vec<(ChangeKind, Option<SessionName>)>,
+}
+
+impl Tx<'_> {
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.shared.index()
+    }
+
+    /// A session as this transaction sees it: its own writes first, then the index.
+    pub fn get(&self, name: &SessionName) -> Result<Arc<Entry>, StoreError> {
+        match self.sessions.get(name) {
+            Some(Some(entry)) => Ok(entry.clone()),
+            Some(None) => Err(StoreError::NotFound(name.clone())),
+            None => self.index().lookup(name),
+        }
+    }
+
+    /// The current-session pointer as this transaction sees it.
+    pub fn pointer(&self) -> Pointer {
+        match &self.pointer {
+            Some(pointer) => pointer.clone(),
+            None => self.index().pointer.clone(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn session_dir(&self, name: &SessionName) -> PathBuf {
+        layout::session_dir(&self.shared.dir, name)
+    }
+
+    /// Stages a session's new state, after its files are durable.
+    pub fn stage(&mut self, kind: ChangeKind, metadata: Metadata) -> Arc<Entry> {
+        let entry = Arc::new(Entry {
+            metadata,
+            version: self.version,
+        });
+        let name = entry.metadata.name.clone();
+        self.sessions.insert(name.clone(), Some(entry.clone()));
+        self.changes.push((kind, Some(name)));
+        entry
+    }
+
+    /// Stages the removal of a session, after its directory has left the tree.
+    pub fn stage_removal(&mut self, name: &SessionName) {
+        self.sessions.insert(name.clone(), None);
+        self.changes.push((ChangeKind::Deleted, Some(name.clone())));
+    }
+
+    /// Stages a new current-session pointer, after `.current.json` is durable (or, on a
+    /// resync, after it was read back).
+    pub fn stage_pointer(&mut self, pointer: Pointer) {
+        self.changes
+            .push((ChangeKind::CurrentChanged, pointer.name.clone()));
+        self.pointer = Some(pointer);
+    }
+
+    /// Makes what this transaction wrote visible to readers, in one step, and announces
+    /// it: every change to the store's state passes through here, after its files are
+    /// on disk.
+    pub fn publish(&mut self) {
+        if self.changes.is_empty() {
+            return;
+        }
+        let mut index = self.shared.index.write().unwrap_or_else(|e| e.into_inner());
+        index.seq = self.version.seq;
+        for (name, entry) in self.sessions.drain() {
+            match entry {
+                Some(entry) => index.sessions.insert(name, entry),
+                None => index.sessions.remove(&name),
+            };
+        }
+        if let Some(pointer) = self.pointer.take() {
+            index.pointer = pointer;
+        }
+        drop(index);
+        for (kind, name) in self.changes.drain(..) {
+            let _ = self.shared.events.send(Change {
+                version: self.version,
+                kind,
+                name,
+            });
+        }
+        self.version.seq += 1;
+    }
+
+    /// Replaces a session's `metadata.json` durably and stages the new state.
+    pub fn write_metadata(
+        &mut self,
+        metadata: Metadata,
+        kind: ChangeKind,
+    ) -> Result<Arc<Entry>, StoreError> {
+        let dir = self.session_dir(&metadata.name);
+        fsio::replace_file(&dir, METADATA_FILE, &fsio::to_json_bytes(&metadata)?)?;
+        Ok(self.stage(kind, metadata))
+    }
+
+    /// Replaces `.current.json` durably and stages the new pointer.
+    pub fn write_pointer(&mut self, pointer: Pointer) -> Result<(), StoreError> {
+        fsio::replace_file(
+            &self.shared.dir,
+            CURRENT_FILE,
+            &fsio::to_json_bytes(&pointer)?,
+        )?;
+        self.stage_pointer(pointer);
+        Ok(())
+    }
+
+    /// Remembers whether the storage took the last write, for `/healthz`.
+    pub fn record_outcome<T>(&mut self, result: &Result<T, StoreError>) {
+        let problem = match result {
+            Err(e) if e.is_storage_failure() => Some(e.to_string()),
+            Err(_) => return,
+            Ok(_) => None,
+        };
+        let mut index = self.shared.index.write().unwrap_or_else(|e| e.into_inner());
+        if index.last_write_error != problem {
+            index.last_write_error = problem;
+        }
+    }
+}
