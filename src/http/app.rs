@@ -65,6 +65,7 @@ pub fn metrics_router(state: AppState) -> Router {
 fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let layers = ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(middleware::map_request(drop_unfit_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, SequentialIds::new()))
         .layer(
             TraceLayer::new_for_http()
@@ -131,6 +132,25 @@ impl MakeRequestId for SequentialIds {
             .ok()
             .map(RequestId::new)
     }
+}
+
+/// The longest request id taken from a client; a longer one is replaced.
+const MAX_REQUEST_ID: usize = 64;
+
+/// A client's `x-request-id` is logged and echoed on every answer, 401s included, so one
+/// longer than [`MAX_REQUEST_ID`] or outside printable ASCII is dropped (and a fresh id
+/// made up) rather than letting any caller write whatever it likes into the log.
+async fn drop_unfit_request_id(mut req: Request) -> Request {
+    let fits = |v: &axum::http::HeaderValue| {
+        v.len() <= MAX_REQUEST_ID && v.as_bytes().iter().all(|b| (0x21..0x7f).contains(b))
+    };
+    let headers = req.headers_mut();
+    if headers.get_all(REQUEST_ID).iter().count() > 1
+        || headers.get(REQUEST_ID).is_some_and(|v| !fits(v))
+    {
+        headers.remove(REQUEST_ID);
+    }
+    req
 }
 
 /// The route template a request matched (never the raw path, which would let clients

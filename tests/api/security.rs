@@ -814,3 +814,51 @@ async fn clients_that_do_not_send_their_headers_are_disconnected() {
     }
     app.stop().await;
 }
+
+/// A request id is echoed and logged on every answer, 401s included: one longer than 64
+/// characters, outside printable ASCII, or sent twice is replaced by a made-up one, so a
+/// caller cannot write what it likes into the log (a 300 KB id grew it by 72 MiB in a
+/// second). A fitting one is kept.
+#[tokio::test]
+async fn unfit_request_ids_are_replaced_not_echoed() {
+    let app = TestApp::fresh_with(Options {
+        token: Some(TOKEN.to_owned()),
+        ..Options::default()
+    })
+    .await;
+    let long = "a".repeat(65);
+    let huge = "b".repeat(300_000);
+    for unfit in [long.as_str(), "tab\there", "caf\u{e9}", huge.as_str()] {
+        let mut request = app.client.get(app.url("/sessions"));
+        request = request.header("x-request-id", unfit.as_bytes().to_vec());
+        let response = request.send().await.unwrap();
+        if response.status() == StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE {
+            continue; // hyper refused the header itself: nothing was logged or echoed
+        }
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let echoed = response.headers()["x-request-id"].to_str().unwrap();
+        assert_ne!(echoed, unfit);
+        assert!(echoed.len() <= 64 && !echoed.is_empty(), "{echoed}");
+    }
+    let twice = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "first")
+        .header("x-request-id", "second")
+        .send()
+        .await
+        .unwrap();
+    let echoed: Vec<_> = twice.headers().get_all("x-request-id").iter().collect();
+    assert_eq!(echoed.len(), 1);
+    assert!(echoed[0] != "first" && echoed[0] != "second", "{echoed:?}");
+    let fits = "x".repeat(64);
+    let kept = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", &fits)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.headers()["x-request-id"], fits.as_str());
+    app.stop().await;
+}
