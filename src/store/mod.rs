@@ -166,9 +166,8 @@ impl Store {
 
     /// The session's own persona, as stored.
     pub async fn persona(&self, name: &SessionName) -> Result<Value, StoreError> {
-        let path = self
-            .session_dir(&self.get(name)?.metadata.name)
-            .join(PERSONA_FILE);
+        self.get(name)?;
+        let path = self.session_dir(name).join(PERSONA_FILE);
         let corrupt = |reason: String| StoreError::Corrupt {
             name: format!("{name}/{PERSONA_FILE}"),
             reason,

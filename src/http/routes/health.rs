@@ -61,18 +61,20 @@ pub async fn healthz(State(state): State<AppState>, headers: HeaderMap) -> Respo
     let authorized = state.auth.allows(&headers);
     let mut fatal = Vec::new();
     if let Err(e) = probe.writable {
-        fatal.push(match authorized {
-            true => format!("the sessions directory is not writable: {e}"),
-            false => "the sessions directory is not writable".to_owned(),
+        fatal.push(if authorized {
+            format!("the sessions directory is not writable: {e}")
+        } else {
+            "the sessions directory is not writable".to_owned()
         });
     }
     if library.personas.is_empty() {
-        fatal.push(match authorized {
-            true => format!(
+        fatal.push(if authorized {
+            format!(
                 "no valid persona is loaded from {}",
                 state.personas.dir().display()
-            ),
-            false => "no valid persona is loaded".to_owned(),
+            )
+        } else {
+            "no valid persona is loaded".to_owned()
         });
     }
     if !fatal.is_empty() {
