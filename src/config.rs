@@ -79,6 +79,17 @@ pub struct Config {
     #[arg(long, env = "SESSION_MANAGER_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// How long a write may take before it is answered 503 and /healthz turns
+    /// unhealthy (hung storage), e.g. `10s`, `500ms`.
+    #[arg(
+        long,
+        env = "SESSION_MANAGER_WRITE_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_duration,
+        global = true
+    )]
+    pub write_timeout: std::time::Duration,
+
     /// Log format on stderr.
     #[arg(
         long,
@@ -153,6 +164,28 @@ impl Config {
     }
 }
 
+/// A duration with a unit: `10s`, `500ms`, `2m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit; write it as 10s, 500ms or 2m"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+    };
+    if duration.is_zero() {
+        return Err("the duration must be more than zero".to_owned());
+    }
+    Ok(duration)
+}
+
 fn read_token_file(path: &Path) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
         path: path.to_path_buf(),
@@ -197,7 +230,7 @@ pub fn build(config: &Config) -> Result<AppState, StartError> {
     config.check_exposure(token.is_some())?;
     let sessions_dir = config.sessions_dir()?;
     let personas_dir = config.personas_dir()?;
-    let store = Store::open(&sessions_dir)?;
+    let store = Store::open_with(&sessions_dir, config.write_timeout)?;
     let personas = Personas::open(&personas_dir).map_err(|source| StartError::Personas {
         dir: personas_dir,
         source,

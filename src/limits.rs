@@ -11,3 +11,9 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long a write may take before its caller is answered 503 and `/healthz` turns
+/// unhealthy (`--write-timeout`).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long, after the last connection closed at shutdown, the process waits for a write
+/// still running on hung storage before it exits anyway.
+pub const BLOCKING_GRACE: Duration = Duration::from_secs(2);

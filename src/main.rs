@@ -7,6 +7,7 @@ use clap::Parser;
 use session_manager::config::{self, Cli, Command, Config, LogFormat};
 use session_manager::healthcheck;
 use session_manager::http::app;
+use session_manager::limits::BLOCKING_GRACE;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -51,7 +52,7 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         // Before anything is served: a service that cannot hear SIGTERM must not start.
         let signals =
             Signals::install().map_err(|e| format!("cannot install the signal handlers: {e}"))?;
@@ -96,9 +97,14 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(server) = metrics_server {
             server.await??;
         }
-        tracing::info!("stopped");
-        Ok(())
-    })
+        Ok::<(), Box<dyn std::error::Error>>(())
+    });
+    // A write stuck on hung storage keeps a blocking thread; dropping the runtime would
+    // wait for it for ever. Its caller was already answered 503.
+    runtime.shutdown_timeout(BLOCKING_GRACE);
+    served?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// The signals that stop the service gracefully.

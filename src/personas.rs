@@ -5,14 +5,15 @@
 //! skipped and reported, never served and never rewritten.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
-use crate::model::{Persona, PersonaKey};
+use crate::limits::BODY_LIMIT;
+use crate::model::PersonaKey;
 use crate::store::{Skipped, fsio};
 
 /// The library shipped with the service (`personas/` at the repository's top level).
@@ -49,9 +50,12 @@ impl Personas {
         Ok(personas)
     }
 
-    /// Reads the library from disk again and swaps it in whole.
+    /// Reads the library from disk again and swaps it in whole. A persona whose file
+    /// fails now but loaded before keeps its previous version (and the failure is
+    /// reported), so a typo in an edited file never takes a persona away.
     pub fn reload(&self) -> io::Result<()> {
-        let library = Arc::new(load(&self.dir)?);
+        let previous = self.library();
+        let library = Arc::new(load(&self.dir, &previous)?);
         *self.library.write().unwrap_or_else(|e| e.into_inner()) = library;
         Ok(())
     }
@@ -72,71 +76,75 @@ impl Personas {
     }
 }
 
-fn is_persona_file(path: &Path) -> bool {
-    path.extension().is_some_and(|ext| ext == "json")
+fn persona_key(file_name: &str) -> Option<&str> {
+    file_name.strip_suffix(".json")
 }
 
 fn seed(dir: &Path) -> io::Result<()> {
     fsio::ensure_dir(dir)?;
-    let has_persona = fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .any(|entry| is_persona_file(&entry.path()));
+    let fd = fsio::open_dir(dir)?;
+    let has_persona = fsio::entries(fd.as_fd())?
+        .iter()
+        .any(|name| persona_key(name).is_some());
     if has_persona {
         return Ok(());
     }
     for (key, text) in SHIPPED {
         let file_name = format!("{key}.json");
-        if fsio::create_file(dir, &file_name, text.as_bytes())? {
+        if fsio::create_at(fd.as_fd(), &file_name, text.as_bytes())? {
             tracing::info!(persona = key, dir = %dir.display(), "seeded the persona library");
         }
     }
     Ok(())
 }
 
-fn load(dir: &Path) -> io::Result<Library> {
+fn load(dir: &Path, previous: &Library) -> io::Result<Library> {
+    let fd = fsio::open_dir(dir)?;
     let mut library = Library::default();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    let mut names = fsio::entries(fd.as_fd())?;
+    names.sort();
+    for file_name in names {
         if file_name.starts_with(fsio::TEMP_PREFIX) {
             continue;
         }
-        match read_persona(&path) {
+        let path = dir.join(&file_name);
+        match read_persona(fd.as_fd(), &file_name) {
             Ok((key, value)) => {
                 library.personas.insert(key, value);
             }
-            Err(reason) => {
+            Err((key, mut reason)) => {
+                if let Some((key, value)) = key.and_then(|k| previous.personas.get_key_value(&k)) {
+                    reason.push_str("; the previous version is still served");
+                    library.personas.insert(key.clone(), value.clone());
+                }
                 tracing::warn!(path = %path.display(), %reason, "skipping an entry of the persona library");
                 library.skipped.push(Skipped { path, reason });
             }
         }
     }
-    library.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(library)
 }
 
-fn read_persona(path: &Path) -> Result<(PersonaKey, Value), String> {
-    if !is_persona_file(path) || !path.is_file() {
-        return Err("not a persona: expected a <key>.json file".into());
-    }
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let key = PersonaKey::parse(&stem).map_err(|e| format!("not a persona: {e}"))?;
-    let bytes = fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|e| format!("does not parse: {e}"))?;
-    Persona::from_value(value.clone()).map_err(|e| format!("not a valid persona: {e}"))?;
+/// Reads one entry of the library, or says why it is not a persona (with its key, when
+/// the name is one). The reason names the kind of problem, never the content.
+fn read_persona(
+    dir: BorrowedFd<'_>,
+    file_name: &str,
+) -> Result<(PersonaKey, Value), (Option<PersonaKey>, String)> {
+    let not_a_persona = || (None, "not a persona: expected a <key>.json file".to_owned());
+    let stem = persona_key(file_name).ok_or_else(not_a_persona)?;
+    let key = PersonaKey::parse(stem).map_err(|e| (None, format!("not a persona: {e}")))?;
+    let bytes = fsio::read_capped_at(dir, file_name, BODY_LIMIT)
+        .map_err(|e| (Some(key.clone()), format!("the file {e}")))?;
+    let value = crate::store::persona_from_disk(&bytes).map_err(|e| (Some(key.clone()), e))?;
     Ok((key, value))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Persona;
+    use std::fs;
 
     #[test]
     fn shipped_personas_are_valid_and_distinct() {
@@ -173,9 +181,34 @@ mod tests {
         assert_eq!(
             reasons,
             [
-                "not a valid persona: missing field `name`",
+                "not a valid persona",
                 "not a persona: expected a <key>.json file"
             ]
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_the_previous_version_of_a_persona_whose_file_broke() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("personas");
+        let personas = Personas::open(&lib).unwrap();
+        let before = personas.get(&"planner".parse().unwrap()).unwrap();
+        fs::write(lib.join("planner.json"), "{\"name\": ").unwrap();
+        personas.reload().unwrap();
+        let library = personas.library();
+        assert_eq!(library.personas.len(), 4);
+        assert_eq!(personas.get(&"planner".parse().unwrap()).unwrap(), before);
+        assert_eq!(library.skipped.len(), 1);
+        assert!(
+            library.skipped[0]
+                .reason
+                .ends_with("; the previous version is still served"),
+            "{:?}",
+            library.skipped[0]
+        );
+        // A file that never loaded has no previous version to keep.
+        fs::write(lib.join("fresh.json"), "[]").unwrap();
+        personas.reload().unwrap();
+        assert!(personas.get(&"fresh".parse().unwrap()).is_none());
     }
 }

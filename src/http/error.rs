@@ -195,7 +195,11 @@ impl From<StoreError> for ApiError {
                         .to_owned(),
                 )
             }
-            StoreError::Locked { .. } | StoreError::Io(_) | StoreError::Internal(_) => {
+            StoreError::Replaced(_)
+            | StoreError::Hostile(_)
+            | StoreError::Stalled { .. }
+            | StoreError::Hung(_) => ApiError::Unavailable(e.to_string()),
+            StoreError::Open { .. } | StoreError::Locked { .. } | StoreError::Internal(_) => {
                 ApiError::Internal(e.to_string())
             }
         }

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::model::SessionName;
 
@@ -16,30 +17,69 @@ pub enum StoreError {
     Conflict(String),
     #[error("the entry '{name}' in the sessions directory is corrupt ({reason})")]
     Corrupt { name: String, reason: String },
+    #[error("cannot open the sessions directory {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error(
         "the sessions directory {} is locked by another session-manager ({holder}); \
          stop it first, or give this one another --sessions-dir",
         dir.display()
     )]
     Locked { dir: PathBuf, holder: String },
+    /// The sessions directory is not the one this process locked any more.
+    #[error("{0}")]
+    Replaced(String),
+    /// An entry of the store's own (such as `.archive`) is not what the store made.
+    #[error("{0}")]
+    Hostile(String),
+    /// A write did not finish within its bound, or one that did not is still running.
+    #[error("{}", stalled_detail(*.started, *.bound))]
+    Stalled {
+        /// Whether the write had started (and so may still be applied).
+        started: bool,
+        bound: Duration,
+    },
+    /// A write was refused at once because an earlier one is still running past its
+    /// bound.
+    #[error(
+        "a write has been running for more than {} s, so the storage is not responding; \
+         no write is taken until it finishes",
+        .0.as_secs()
+    )]
+    Hung(Duration),
     #[error("no space left on the device that holds the sessions directory")]
     NoSpace(#[source] io::Error),
     #[error("the storage cannot be written ({0})")]
     Unavailable(#[source] io::Error),
-    #[error("I/O error: {0}")]
-    Io(#[source] io::Error),
     #[error("a store task failed: {0}")]
     Internal(String),
 }
 
+fn stalled_detail(started: bool, bound: Duration) -> String {
+    let secs = bound.as_secs();
+    if started {
+        format!(
+            "the write did not finish within {secs} s: the storage is not responding. It may \
+             still be applied: GET the resource before you send it again"
+        )
+    } else {
+        format!(
+            "the write did not start within {secs} s because the storage is not responding; \
+             it was not applied"
+        )
+    }
+}
+
 impl From<io::Error> for StoreError {
     fn from(e: io::Error) -> Self {
-        const EIO: i32 = 5;
         match e.kind() {
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => StoreError::NoSpace(e),
-            io::ErrorKind::ReadOnlyFilesystem => StoreError::Unavailable(e),
-            _ if e.raw_os_error() == Some(EIO) => StoreError::Unavailable(e),
-            _ => StoreError::Io(e),
+            // Whatever else a write meets (a read-only or vanished directory, EIO, a
+            // permission taken away) says the storage cannot take writes now.
+            _ => StoreError::Unavailable(e),
         }
     }
 }
@@ -51,11 +91,12 @@ impl From<tokio::task::JoinError> for StoreError {
 }
 
 impl StoreError {
-    /// Whether this failure says the storage itself cannot take writes.
+    /// Whether this failure says the storage itself cannot take writes (and so is
+    /// reported by `/healthz` until a write succeeds again).
     pub fn is_storage_failure(&self) -> bool {
         matches!(
             self,
-            StoreError::NoSpace(_) | StoreError::Unavailable(_) | StoreError::Io(_)
+            StoreError::NoSpace(_) | StoreError::Unavailable(_) | StoreError::Hostile(_)
         )
     }
 }

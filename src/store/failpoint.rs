@@ -4,8 +4,9 @@
 //! Compiled in only with the `failpoints` feature; without it, [`hit`] is a no-op the
 //! optimiser removes. With it, `SESSION_MANAGER_FAILPOINTS` arms them at start-up, as a
 //! comma-separated list of `step=action[@n]`: `action` is `crash` (abort at once, as a
-//! `kill -9` would), `eio` or `enospc` (the write fails with that error), and `n` (1 by
-//! default) says on which hit of that step it fires. Example: `renamed=crash@3`.
+//! `kill -9` would), `eio` or `enospc` (the write fails with that error), or `hang` (the
+//! write never finishes, as on storage that stopped answering), and `n` (1 by default)
+//! says on which hit of that step it fires. Example: `renamed=crash@3`.
 
 /// A step of a durable write, in the order they happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,7 @@ mod armed {
     enum Action {
         Crash,
         Fail(i32),
+        Hang,
     }
 
     struct Armed {
@@ -76,6 +78,7 @@ mod armed {
                     "crash" => Action::Crash,
                     "eio" => Action::Fail(5),
                     "enospc" => Action::Fail(28),
+                    "hang" => Action::Hang,
                     other => panic!("failpoint: unknown action {other:?}"),
                 };
                 let remaining = n.parse().expect("failpoint: @n must be a number");
@@ -99,6 +102,7 @@ mod armed {
 
     pub fn hit(step: Step) -> io::Result<()> {
         let mut table = table().lock().unwrap_or_else(|e| e.into_inner());
+        let mut hang = false;
         for armed in table.iter_mut().filter(|a| a.step == step) {
             if armed.remaining == 0 {
                 continue;
@@ -111,7 +115,15 @@ mod armed {
                         std::process::abort();
                     }
                     Action::Fail(errno) => return Err(io::Error::from_raw_os_error(errno)),
+                    Action::Hang => hang = true,
                 }
+            }
+        }
+        drop(table);
+        if hang {
+            eprintln!("failpoint {step:?}: hanging");
+            loop {
+                std::thread::park();
             }
         }
         Ok(())

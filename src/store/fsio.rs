@@ -1,15 +1,27 @@
-//! Durable file operations: the only code that writes state to disk.
+//! Every open, read and durable write of the store and the persona library.
 //!
-//! Each function completes all its steps before it returns, so a caller that got `Ok`
-//! may acknowledge the write: the data is on stable storage, and a crash at any moment
-//! leaves either the old or the new content, never a mixture. Every temporary entry
-//! starts with [`TEMP_PREFIX`], so start-up recovery can recognise and remove it.
+//! The tree is hostile: a Claude Code process with a shell runs in every session
+//! directory, so any entry this service did not just create may be a symlink, a FIFO, a
+//! device or a huge file. So, here and nowhere else:
+//! - every lookup is relative to a directory descriptor and opened `O_NOFOLLOW`, so no
+//!   symlink is followed, whatever the component;
+//! - reads are `O_NONBLOCK` (a FIFO cannot stall an open), checked with `fstat` on the
+//!   opened descriptor to be a regular file, and capped ([`read_capped_at`]);
+//! - temp files get random names and are created `O_EXCL|O_NOFOLLOW`: nothing is ever
+//!   opened for writing under a name someone else could have chosen.
+//!
+//! Each write completes all its steps before it returns, so a caller that got `Ok` may
+//! acknowledge it: the data is on stable storage, and a crash at any moment leaves
+//! either the old or the new content. Every temporary entry starts with
+//! [`TEMP_PREFIX`], so start-up recovery can recognise and remove it.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
 use serde::Serialize;
 
 use super::failpoint::{self, Step};
@@ -18,15 +30,135 @@ use crate::metrics::timed_fsync;
 /// Every temporary file or directory this service creates starts with this.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
-/// A temp file in `dir`, named with [`TEMP_PREFIX`] so start-up can recognise it.
-/// Temp files are created with the mode an ordinary file would get (0644 less the
-/// umask), not tempfile's private 0600, so the files stay readable by the tools that
-/// read them today (the original module, the operator's shell).
-pub fn temp_file(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .permissions(fs::Permissions::from_mode(0o644))
-        .tempfile_in(dir)
+/// Files are created with the mode an ordinary file would get (0644 less the umask), so
+/// they stay readable by the tools that read them today (the original module, a shell).
+const FILE_MODE: u32 = 0o644;
+const DIR_MODE: u32 = 0o755;
+
+/// Why an entry the service did not write itself is not read. The text names the kind
+/// of the entry, never its content: it is published in `/healthz` and in answers.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("is missing")]
+    Missing,
+    #[error("is a symlink, which is never followed")]
+    Symlink,
+    #[error("is {is}, not {expected}")]
+    WrongKind {
+        is: &'static str,
+        expected: &'static str,
+    },
+    #[error("is over the {} KiB cap", .0 / 1024)]
+    TooLarge(usize),
+    #[error("cannot be read ({0})")]
+    Io(#[source] io::Error),
+}
+
+impl Refusal {
+    /// Whether the storage failed, rather than the entry being unfit: such an error
+    /// says nothing about the entry and must not mark it corrupt.
+    pub fn is_storage_failure(&self) -> bool {
+        match self {
+            Refusal::Io(e) => !matches!(
+                Errno::from_io_error(e),
+                Some(Errno::ACCESS | Errno::PERM | Errno::ISDIR | Errno::NAMETOOLONG)
+            ),
+            _ => false,
+        }
+    }
+
+    pub fn into_io(self) -> io::Error {
+        match self {
+            Refusal::Io(e) => e,
+            Refusal::Missing => io::Error::from(io::ErrorKind::NotFound),
+            other => io::Error::other(other.to_string()),
+        }
+    }
+}
+
+fn describe(kind: FileType) -> &'static str {
+    match kind {
+        FileType::RegularFile => "a regular file",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symlink",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice | FileType::BlockDevice => "a device",
+        FileType::Unknown => "an entry of unknown kind",
+    }
+}
+
+/// The kind of `name` in `dir`, without following it.
+fn kind_at(dir: impl AsFd, name: &str) -> Option<FileType> {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .ok()
+        .map(|st| FileType::from_raw_mode(st.st_mode))
+}
+
+/// Opens the directory `name` in `parent`, refusing a symlink or anything but a
+/// directory.
+pub fn open_dir_at(parent: impl AsFd, name: &str) -> Result<OwnedFd, Refusal> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(&parent, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::NOENT) => Err(Refusal::Missing),
+        Err(e @ (Errno::LOOP | Errno::NOTDIR)) => Err(match kind_at(&parent, name) {
+            Some(FileType::Symlink) => Refusal::Symlink,
+            Some(kind) => Refusal::WrongKind {
+                is: describe(kind),
+                expected: "a directory",
+            },
+            None => Refusal::Io(e.into()),
+        }),
+        Err(e) => Err(Refusal::Io(e.into())),
+    }
+}
+
+/// Opens a directory the operator configured (symlinks in its path are theirs to
+/// choose), for the lookups of this module.
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        flags,
+        Mode::empty(),
+    )?)
+}
+
+/// Reads the regular file `name` in `dir`, at most `cap` bytes: a symlink, a FIFO, a
+/// device, a directory or a larger file is refused without reading a byte of it.
+pub fn read_capped_at(dir: impl AsFd, name: &str, cap: usize) -> Result<Vec<u8>, Refusal> {
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(Refusal::Missing),
+        Err(Errno::LOOP) => return Err(Refusal::Symlink),
+        Err(e) => return Err(Refusal::Io(e.into())),
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| Refusal::Io(e.into()))?;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    if kind != FileType::RegularFile {
+        return Err(Refusal::WrongKind {
+            is: describe(kind),
+            expected: "a regular file",
+        });
+    }
+    let size = usize::try_from(stat.st_size).unwrap_or(usize::MAX);
+    if size > cap {
+        return Err(Refusal::TooLarge(cap));
+    }
+    // The file may grow between fstat and read: read one byte past the cap to tell.
+    let mut bytes = Vec::with_capacity(size + 1);
+    File::from(fd)
+        .take(cap as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Refusal::Io)?;
+    if bytes.len() > cap {
+        return Err(Refusal::TooLarge(cap));
+    }
+    Ok(bytes)
 }
 
 /// Serialises `value` as pretty JSON with a trailing newline (the files are for people
@@ -37,132 +169,156 @@ pub fn to_json_bytes<T: Serialize + ?Sized>(value: &T) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The temp file [`replace_file`] writes before renaming it to `file_name`.
-///
-/// Its name is fixed, not random: writes to one directory are serialised (the store's
-/// writer mutex, and one instance per directory), so it cannot clash, and start-up can
-/// remove a leftover with one `unlink` instead of listing every session directory.
-pub fn temp_name(file_name: &str) -> String {
-    format!("{TEMP_PREFIX}{file_name}")
+/// A fresh temp name for `base`: `.tmp-<base>.<random>`. Start-up recognises a leftover
+/// by its prefix.
+pub fn temp_name(base: &str) -> String {
+    format!("{TEMP_PREFIX}{base}.{:016x}", fastrand::u64(..))
 }
 
-/// Replaces `dir/file_name` with `bytes`: temp file in the same directory, fsync it,
-/// rename it over the target, fsync the directory. The caller must be the only writer
-/// of `dir` (see [`temp_name`]).
-pub fn replace_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<()> {
-    let temp = dir.join(temp_name(file_name));
-    let result = write_temp_and_rename(&temp, &dir.join(file_name), bytes);
-    if result.is_err() {
-        // Leave nothing half-written behind; the target is untouched.
-        let _ = fs::remove_file(&temp);
-    }
-    result?;
-    sync_dir(dir)?;
-    failpoint::hit(Step::DirSynced)
-}
-
-fn write_temp_and_rename(temp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(temp)?;
-    file.write_all(bytes)?;
-    failpoint::hit(Step::TempWritten)?;
-    timed_fsync(|| file.sync_all())?;
-    failpoint::hit(Step::TempSynced)?;
-    fs::rename(temp, target)?;
-    failpoint::hit(Step::Renamed)
-}
-
-/// Moves `dir/from`, a file that is already durable, over `dir/to`, then fsyncs the
-/// directory.
-pub fn move_file(dir: &Path, from: &str, to: &str) -> io::Result<()> {
-    fs::rename(dir.join(from), dir.join(to))?;
-    failpoint::hit(Step::Renamed)?;
-    sync_dir(dir)?;
-    failpoint::hit(Step::DirSynced)
-}
-
-/// Creates `dir/file_name` with `bytes` durably, never replacing an existing file.
-/// Returns `false` (and writes nothing) when the file already exists.
-pub fn create_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<bool> {
-    let mut temp = temp_file(dir)?;
-    temp.write_all(bytes)?;
-    timed_fsync(|| temp.as_file().sync_all())?;
-    match rename_no_replace(temp.path(), &dir.join(file_name)) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
-        other => other?,
-    }
-    // The temp path is gone; keep TempPath from trying to remove it.
-    let _ = temp.into_temp_path().keep();
-    sync_dir(dir)?;
-    Ok(true)
-}
-
-/// Writes a new file inside a directory that is not visible yet (a session being built):
-/// its content is fsynced, and the directory itself is fsynced by [`publish_dir`].
-fn write_new_file(dir: &Path, file_name: &str, bytes: &[u8]) -> io::Result<()> {
-    let mut file = File::create_new(dir.join(file_name))?;
+/// Creates a new file `name` in `dir`, exclusively and without following anything, and
+/// writes `bytes` to it and fsyncs it.
+fn write_new_at(dir: impl AsFd, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(FILE_MODE))?;
+    let mut file = File::from(fd);
     file.write_all(bytes)?;
     failpoint::hit(Step::TempWritten)?;
     timed_fsync(|| file.sync_all())?;
     failpoint::hit(Step::TempSynced)
 }
 
-/// A directory being built under a temporary name in `parent`; removed on drop unless
-/// it was published.
-fn staging_dir(parent: &Path) -> io::Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempdir_in(parent)
+/// Replaces `dir/file_name` with `bytes`: a new temp file in the same directory, fsync
+/// it, rename it over the target (a symlink planted there is replaced, not followed),
+/// fsync the directory.
+pub fn replace_at(dir: BorrowedFd<'_>, file_name: &str, bytes: &[u8]) -> io::Result<()> {
+    let temp = temp_name(file_name);
+    let written = write_new_at(dir, &temp, bytes).and_then(|()| {
+        rustix::fs::renameat(dir, &temp, dir, file_name)?;
+        failpoint::hit(Step::Renamed)
+    });
+    if written.is_err() {
+        // Leave nothing half-written behind; the target is untouched.
+        let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+    }
+    written?;
+    sync(dir)?;
+    failpoint::hit(Step::DirSynced)
+}
+
+/// Moves `dir/from`, a file that is already durable, over `dir/to`, then fsyncs the
+/// directory.
+pub fn move_at(dir: BorrowedFd<'_>, from: &str, to: &str) -> io::Result<()> {
+    rustix::fs::renameat(dir, from, dir, to)?;
+    failpoint::hit(Step::Renamed)?;
+    sync(dir)?;
+    failpoint::hit(Step::DirSynced)
+}
+
+/// Creates `dir/file_name` with `bytes` durably, never replacing an existing entry.
+/// Returns `false` (and writes nothing) when the name is taken.
+pub fn create_at(dir: BorrowedFd<'_>, file_name: &str, bytes: &[u8]) -> io::Result<bool> {
+    let temp = temp_name(file_name);
+    let created = write_new_at(dir, &temp, bytes).and_then(|()| {
+        rustix::fs::renameat_with(dir, &temp, dir, file_name, RenameFlags::NOREPLACE)
+            .map_err(io::Error::from)
+    });
+    match created {
+        Ok(()) => {}
+        Err(e) => {
+            let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+            return match e.kind() {
+                io::ErrorKind::AlreadyExists => Ok(false),
+                _ => Err(e),
+            };
+        }
+    }
+    sync(dir)?;
+    Ok(true)
+}
+
+/// A directory being built under a temporary name in its parent; removed on drop
+/// unless [`publish_dir`] moved it into place.
+#[derive(Debug)]
+pub struct StagedDir {
+    parent: OwnedFd,
+    name: Option<String>,
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if let Some(name) = self.name.take() {
+            let _ = remove_tree_at(self.parent.as_fd(), &name, 1);
+        }
+    }
 }
 
 /// Builds a directory under a temporary name in `parent` holding `files`, each written
 /// and fsynced, and fsyncs the directory itself: ready for [`publish_dir`]. Removed
 /// again if anything fails.
-pub fn build_dir(parent: &Path, files: &[(&str, &[u8])]) -> io::Result<tempfile::TempDir> {
-    let staged = staging_dir(parent)?;
-    for (name, bytes) in files {
-        write_new_file(staged.path(), name, bytes)?;
+pub fn build_dir(parent: BorrowedFd<'_>, files: &[(&str, &[u8])]) -> io::Result<StagedDir> {
+    let name = temp_name("session");
+    rustix::fs::mkdirat(parent, &name, Mode::from_raw_mode(DIR_MODE))?;
+    let staged = StagedDir {
+        parent: parent.try_clone_to_owned()?,
+        name: Some(name.clone()),
+    };
+    let dir = open_dir_at(parent, &name).map_err(Refusal::into_io)?;
+    for (file, bytes) in files {
+        write_new_at(&dir, file, bytes)?;
     }
-    sync_dir(staged.path())?;
+    sync(dir.as_fd())?;
     Ok(staged)
 }
 
-/// Moves a directory built by [`build_dir`] to `target` in one step that refuses to
-/// replace an existing entry, then fsyncs the parent so the move survives a crash.
-/// Returns `AlreadyExists` when `target` exists.
-pub fn publish_dir(staged: tempfile::TempDir, target: &Path) -> io::Result<()> {
-    rename_no_replace(staged.path(), target)?;
-    // The staged path is gone: nothing left for TempDir to clean up.
-    let _ = staged.keep();
+/// Moves a directory built by [`build_dir`] to `target` in its parent, in one step that
+/// refuses to replace an existing entry, then fsyncs the parent so the move survives a
+/// crash. Returns `AlreadyExists` when `target` exists.
+pub fn publish_dir(mut staged: StagedDir, target: &str) -> io::Result<()> {
+    let name = staged.name.clone().unwrap_or_default();
+    let parent = staged.parent.as_fd();
+    rustix::fs::renameat_with(parent, &name, parent, target, RenameFlags::NOREPLACE)?;
+    // The staged name is gone: nothing left to clean up.
+    staged.name = None;
     failpoint::hit(Step::Renamed)?;
-    sync_dir(parent_of(target))?;
+    sync(staged.parent.as_fd())?;
     failpoint::hit(Step::DirSynced)
 }
 
-/// Moves `from` to `to` (both on one filesystem) without replacing anything, and fsyncs
-/// both parent directories.
-pub fn move_dir(from: &Path, to: &Path) -> io::Result<()> {
-    rename_no_replace(from, to)?;
+/// Moves `from_dir/from` to `to_dir/to` (one filesystem) without replacing anything,
+/// and fsyncs both directories. A symlink is moved as the link, never through it.
+pub fn move_entry_at(
+    from_dir: BorrowedFd<'_>,
+    from: &str,
+    to_dir: BorrowedFd<'_>,
+    to: &str,
+) -> io::Result<()> {
+    rustix::fs::renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE)?;
     failpoint::hit(Step::Renamed)?;
-    sync_dir(parent_of(to))?;
-    sync_dir(parent_of(from))?;
+    sync(to_dir)?;
+    sync(from_dir)?;
     failpoint::hit(Step::DirSynced)
+}
+
+/// Opens the directory `name` in `parent`, creating it (durably) when it is missing.
+pub fn ensure_dir_at(parent: BorrowedFd<'_>, name: &str) -> Result<OwnedFd, Refusal> {
+    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(DIR_MODE)) {
+        Ok(()) => sync(parent).map_err(Refusal::Io)?,
+        Err(Errno::EXIST) => {}
+        Err(e) => return Err(Refusal::Io(e.into())),
+    }
+    open_dir_at(parent, name)
 }
 
 /// Creates `dir` and whichever of its parents are missing, and makes each new level
 /// durable: after a crash, a directory the service reported as created is still there,
-/// and so is every level above it.
+/// and so is every level above it. For the directories the operator configured.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     let mut missing = Vec::new();
     let mut level = dir;
-    while fs::symlink_metadata(level).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+    while std::fs::symlink_metadata(level).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
         missing.push(level);
         match level.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => level = parent,
@@ -170,18 +326,17 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
         }
     }
     for level in missing.into_iter().rev() {
-        match fs::create_dir(level) {
+        match std::fs::create_dir(level) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             other => other?,
         }
-        sync_dir(parent_of(level))?;
+        sync(open_dir(parent_of(level))?.as_fd())?;
     }
     Ok(())
 }
 
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    let dir = File::open(dir)?;
-    timed_fsync(|| dir.sync_all())
+pub fn sync(dir: BorrowedFd<'_>) -> io::Result<()> {
+    timed_fsync(|| rustix::fs::fsync(dir).map_err(io::Error::from))
 }
 
 /// The directory that holds `path`.
@@ -192,48 +347,132 @@ pub fn parent_of(path: &Path) -> &Path {
     }
 }
 
-fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        from,
-        rustix::fs::CWD,
-        to,
-        rustix::fs::RenameFlags::NOREPLACE,
-    )
-    .map_err(io::Error::from)
+/// Removes `name` from `parent`: a file or symlink is unlinked (never followed), a
+/// directory emptied the same way first, down to `depth` levels below it.
+pub fn remove_tree_at(parent: BorrowedFd<'_>, name: &str, depth: usize) -> io::Result<()> {
+    match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+        Err(Errno::ISDIR) => {}
+        other => return Ok(other?),
+    }
+    if depth == 0 {
+        return Err(io::Error::other(
+            "the directory is nested too deeply to remove",
+        ));
+    }
+    let dir = open_dir_at(parent, name).map_err(Refusal::into_io)?;
+    for entry in entries(dir.as_fd())? {
+        remove_tree_at(dir.as_fd(), &entry, depth - 1)?;
+    }
+    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)?;
+    Ok(())
 }
 
-/// Removes a temporary entry left by an interrupted write, file or directory.
-pub fn remove_temp(path: &Path) -> io::Result<()> {
-    if path.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
+/// The names in `dir`, without `.` and `..`; a name that is not UTF-8 is given lossily.
+pub fn entries(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(String::from_utf8_lossy(name).into_owned());
+        }
     }
+    Ok(names)
+}
+
+/// Creates, writes and removes a temp file in `dir`: whether it can be written now.
+pub fn write_probe(dir: BorrowedFd<'_>) -> io::Result<()> {
+    let name = temp_name("probe");
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let written = rustix::fs::openat(dir, &name, flags, Mode::from_raw_mode(FILE_MODE))
+        .map_err(io::Error::from)
+        .and_then(|fd| File::from(fd).write_all(b"probe"));
+    let removed = rustix::fs::unlinkat(dir, &name, AtFlags::empty());
+    written?;
+    Ok(removed?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn root(dir: &Path) -> OwnedFd {
+        open_dir(dir).unwrap()
+    }
 
     #[test]
-    fn replace_file_leaves_only_the_target() {
+    fn replace_leaves_only_the_target() {
         let dir = tempfile::tempdir().unwrap();
-        replace_file(dir.path(), "a.json", b"one").unwrap();
-        replace_file(dir.path(), "a.json", b"two").unwrap();
+        let fd = root(dir.path());
+        replace_at(fd.as_fd(), "a.json", b"one").unwrap();
+        replace_at(fd.as_fd(), "a.json", b"two").unwrap();
         assert_eq!(fs::read(dir.path().join("a.json")).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
+    fn replace_replaces_a_planted_symlink_instead_of_following_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        fs::write(outside.path(), b"outside").unwrap();
+        symlink(outside.path(), dir.path().join("a.json")).unwrap();
+        replace_at(root(dir.path()).as_fd(), "a.json", b"new").unwrap();
+        assert_eq!(fs::read(outside.path()).unwrap(), b"outside");
+        let meta = fs::symlink_metadata(dir.path().join("a.json")).unwrap();
+        assert!(meta.is_file());
+    }
+
+    #[test]
+    fn reads_refuse_symlinks_fifos_directories_and_large_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = root(dir.path());
+        symlink("/etc/hostname", dir.path().join("link")).unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        fs::write(dir.path().join("big"), vec![b'x'; 2048]).unwrap();
+        fs::write(dir.path().join("ok"), b"{}").unwrap();
+        rustix::fs::mknodat(&fd, "fifo", FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        let reason = |name: &str| read_capped_at(&fd, name, 1024).unwrap_err().to_string();
+        assert_eq!(reason("link"), "is a symlink, which is never followed");
+        assert_eq!(reason("fifo"), "is a FIFO, not a regular file");
+        assert_eq!(reason("sub"), "is a directory, not a regular file");
+        assert_eq!(reason("big"), "is over the 1 KiB cap");
+        assert_eq!(reason("none"), "is missing");
+        assert_eq!(read_capped_at(&fd, "ok", 1024).unwrap(), b"{}");
+        let dir_reason = |name: &str| open_dir_at(&fd, name).unwrap_err().to_string();
+        symlink(dir.path().join("sub"), dir.path().join("sublink")).unwrap();
+        assert_eq!(
+            dir_reason("sublink"),
+            "is a symlink, which is never followed"
+        );
+        assert_eq!(dir_reason("ok"), "is a regular file, not a directory");
+        assert_eq!(dir_reason("fifo"), "is a FIFO, not a directory");
+    }
+
+    #[test]
     fn publish_refuses_to_replace() {
         let parent = tempfile::tempdir().unwrap();
-        let target = parent.path().join("s");
-        fs::create_dir(&target).unwrap();
-        let staged = staging_dir(parent.path()).unwrap();
-        let err = publish_dir(staged, &target).unwrap_err();
+        fs::create_dir(parent.path().join("s")).unwrap();
+        let fd = root(parent.path());
+        let staged = build_dir(fd.as_fd(), &[("a", b"1")]).unwrap();
+        let err = publish_dir(staged, "s").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         // The staged directory was dropped and removed: only the target remains.
         assert_eq!(fs::read_dir(parent.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn removing_a_tree_never_follows_a_symlink_in_it() {
+        let parent = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("keep"), b"keep").unwrap();
+        let tree = parent.path().join(".tmp-x");
+        fs::create_dir(&tree).unwrap();
+        symlink(outside.path(), tree.join("link")).unwrap();
+        fs::write(tree.join("file"), b"f").unwrap();
+        remove_tree_at(root(parent.path()).as_fd(), ".tmp-x", 1).unwrap();
+        assert!(!tree.exists());
+        assert_eq!(fs::read(outside.path().join("keep")).unwrap(), b"keep");
     }
 }

@@ -62,8 +62,11 @@ pub struct StoreHealth {
     pub by_status: [(Status, usize); 3],
     pub current: Option<SessionName>,
     pub skipped: Vec<Skipped>,
-    /// Why the store cannot take writes right now, if it cannot.
+    /// Why the last write failed, if it did.
     pub write_problem: Option<String>,
+    /// Why no write is taken at all until the service is restarted or the storage
+    /// answers again (the directory was replaced, a write hangs): unhealthy.
+    pub fatal: Option<String>,
 }
 
 impl Index {
@@ -100,6 +103,7 @@ impl Index {
             current: self.pointer.name.clone(),
             skipped: self.skipped.values().cloned().collect(),
             write_problem: self.last_write_error.clone(),
+            fatal: None,
         }
     }
 }

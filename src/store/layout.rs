@@ -26,11 +26,10 @@ pub fn session_dir(root: &Path, name: &SessionName) -> PathBuf {
     root.join(name)
 }
 
-/// Where a session deleted at `at` is moved: `.archive/<name>.<UTC timestamp>`, so the
-/// same name can be archived many times.
-pub fn archive_path(root: &Path, name: &SessionName, at: Timestamp) -> PathBuf {
-    root.join(ARCHIVE_DIR)
-        .join(format!("{name}.{}", at.compact()))
+/// The name a session deleted at `at` gets in [`ARCHIVE_DIR`]: `<name>.<UTC timestamp>`,
+/// so the same name can be archived many times.
+pub fn archive_name(name: &SessionName, at: Timestamp) -> String {
+    format!("{name}.{}", at.compact())
 }
 
 /// `.current.json`: which session is current, and, for the last switch, when it

@@ -28,10 +28,11 @@ mod ops;
 mod recover;
 mod tx;
 
-use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -40,12 +41,15 @@ pub use error::StoreError;
 pub use events::{Change, ChangeKind};
 pub use index::{Entry, Skipped, StoreHealth, Version};
 pub use ops::Switched;
+pub use recover::shim::persona_from_disk;
 
+use crate::limits::{BODY_LIMIT, WRITE_TIMEOUT};
 use crate::metrics::metrics;
 use crate::model::{Metadata, MetadataPatch, Persona, SessionName, Status, Timestamp};
+use fsio::Refusal;
 use index::{Index, most_recent_first};
 use layout::{METADATA_FILE, PERSONA_FILE};
-use lock::DirLock;
+use lock::Root;
 use tx::{Shared, Tx};
 
 /// A cheap, cloneable handle to the store.
@@ -68,15 +72,25 @@ pub struct StorageProbe {
 
 impl Store {
     /// Opens (creating if needed) and locks `dir`, scans it, and repairs what an
-    /// interrupted run left behind. Every repair is logged.
+    /// interrupted run left behind. Every repair is logged. Writes taking longer than
+    /// [`WRITE_TIMEOUT`] are answered 503.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, WRITE_TIMEOUT)
+    }
+
+    /// [`open`](Self::open) with another bound on how long a write may take.
+    pub fn open_with(dir: &Path, write_timeout: Duration) -> Result<Self, StoreError> {
         let start = std::time::Instant::now();
-        fsio::ensure_dir(dir)?;
-        let dir = std::fs::canonicalize(dir)?;
-        let lock = DirLock::acquire(&dir)?;
-        let scan = recover::scan(&dir, true)?;
+        let open_error = |source| StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        };
+        fsio::ensure_dir(dir).map_err(open_error)?;
+        let path = std::fs::canonicalize(dir).map_err(open_error)?;
+        let root = Root::lock(&path)?;
+        let scan = recover::scan(&root, true)?;
         tracing::info!(
-            dir = %dir.display(),
+            dir = %path.display(),
             sessions = scan.sessions.len(),
             skipped = scan.skipped.len(),
             elapsed_ms = start.elapsed().as_millis() as u64,
@@ -96,7 +110,7 @@ impl Store {
         let (events, _) = broadcast::channel(256);
         let store = Store {
             shared: Arc::new(Shared {
-                dir,
+                root,
                 index: RwLock::new(Index {
                     epoch,
                     pointer: scan.pointer.clone().unwrap_or_default(),
@@ -107,7 +121,8 @@ impl Store {
                 }),
                 writer: Mutex::new(()),
                 events,
-                _lock: lock,
+                write_timeout,
+                overdue: AtomicUsize::new(0),
             }),
         };
         let mut tx = store.shared.begin();
@@ -119,12 +134,12 @@ impl Store {
     }
 
     pub fn dir(&self) -> &Path {
-        &self.shared.dir
+        self.shared.root.path()
     }
 
     /// The directory of a session (which the bot starts Claude Code in).
     pub fn session_dir(&self, name: &SessionName) -> PathBuf {
-        layout::session_dir(&self.shared.dir, name)
+        layout::session_dir(self.dir(), name)
     }
 
     /// Changes, in order, as they become durable.
@@ -164,46 +179,39 @@ impl Store {
         index.sessions.get(name).cloned()
     }
 
-    /// The session's own persona, as stored.
+    /// The session's own persona, as stored. Read on the blocking pool, without following
+    /// a symlink, and capped: the file lives where the CLI's shell can replace it.
     pub async fn persona(&self, name: &SessionName) -> Result<Value, StoreError> {
         self.get(name)?;
-        let path = self.session_dir(name).join(PERSONA_FILE);
-        let corrupt = |reason: String| StoreError::Corrupt {
-            name: format!("{name}/{PERSONA_FILE}"),
-            reason,
-        };
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(bytes) => bytes,
-            // A session being deleted has left the tree before the index forgets it:
-            // without its directory it is gone, not corrupt.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let dir = path.parent().unwrap_or(&path);
-                if std::fs::symlink_metadata(dir).is_err() {
-                    return Err(StoreError::NotFound(name.clone()));
-                }
-                self.get(name)?;
-                return Err(corrupt("the file is missing".into()));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        Persona::from_value(value.clone())
-            .map_err(|e| corrupt(format!("not a valid persona: {e}")))?;
-        Ok(value)
+        let shared = self.shared.clone();
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || read_persona(&shared, &name)).await?
     }
 
     pub fn health(&self) -> StoreHealth {
-        self.shared.index().health()
+        let mut health = self.shared.index().health();
+        health.fatal = self.refusal().map(|e| e.to_string());
+        health
+    }
+
+    /// Why no write is taken now, if none is: the directory was replaced, or a write is
+    /// still running past its bound.
+    fn refusal(&self) -> Option<StoreError> {
+        if let Some(why) = self.shared.root.replaced() {
+            return Some(StoreError::Replaced(why.to_owned()));
+        }
+        (self.shared.overdue.load(Ordering::Acquire) > 0)
+            .then(|| StoreError::Hung(self.shared.write_timeout))
     }
 
     /// Whether the sessions directory can be written and how much room its filesystem
     /// has: both system calls can block on a failing disk, so they run on the blocking
     /// pool, never on an async worker.
     pub async fn probe_storage(&self) -> StorageProbe {
-        let dir = self.shared.dir.clone();
+        let shared = self.shared.clone();
         let probed = tokio::task::spawn_blocking(move || StorageProbe {
-            writable: write_probe(&dir),
-            space: disk_space(&dir),
+            writable: fsio::write_probe(shared.root.fd()).map_err(StoreError::from),
+            space: disk_space(shared.root.fd()),
             #[cfg(test)]
             thread: std::thread::current().id(),
         })
@@ -234,22 +242,22 @@ impl Store {
         // so concurrent creates overlap their fsyncs; only the move into place (and the
         // fsync that makes it durable) is serialised with other writes.
         let metadata = Metadata::new(name, recorded, Timestamp::now());
-        let dir = self.shared.dir.clone();
         let built = {
             let metadata = metadata.clone();
-            tokio::task::spawn_blocking(move || {
+            let shared = self.shared.clone();
+            self.bounded(move || {
                 fsio::build_dir(
-                    &dir,
+                    shared.root.fd(),
                     &[
                         (PERSONA_FILE, &fsio::to_json_bytes(&persona)?),
                         (METADATA_FILE, &fsio::to_json_bytes(&metadata)?),
                     ],
                 )
+                .map_err(|e| shared.note_failure(e.into()))
             })
             .await?
         };
-        let staged = built.map_err(|e| self.shared.note_failure(e.into()))?;
-        self.write("create", move |tx| tx.create(metadata, staged))
+        self.write("create", move |tx| tx.create(metadata, built))
             .await
     }
 
@@ -294,10 +302,14 @@ impl Store {
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
+        self.bounded(move || {
             let mut tx = shared.begin();
             let start = std::time::Instant::now();
-            let result = tx.settle().and_then(|()| f(&mut tx));
+            let result = shared
+                .root
+                .check()
+                .and_then(|()| tx.settle())
+                .and_then(|()| f(&mut tx));
             // Published even on failure: what did reach the disk must be in the index,
             // so that the next write settles it.
             tx.publish();
@@ -308,8 +320,101 @@ impl Store {
             tx.record_outcome(&result);
             result
         })
-        .await?
+        .await
     }
+
+    /// Runs `job` on the blocking pool, answering [`StoreError::Stalled`] when it takes
+    /// longer than the write bound. A job that has not started by then never starts; one
+    /// that has keeps running (a write is never abandoned half done), and until it ends
+    /// `/healthz` is unhealthy and every write is refused at once, so that hung storage
+    /// neither piles up blocking threads nor hides behind a healthy probe.
+    async fn bounded<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    {
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
+        }
+        const WAITING: u8 = 0;
+        const RUNNING: u8 = 1;
+        const ABANDONED: u8 = 2;
+        const OVERDUE: u8 = 3;
+        const DONE: u8 = 4;
+        let state = Arc::new(AtomicU8::new(WAITING));
+        let shared = self.shared.clone();
+        let job_state = state.clone();
+        let mut task = tokio::task::spawn_blocking(move || {
+            if job_state
+                .compare_exchange(WAITING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return Err(StoreError::Stalled {
+                    started: false,
+                    bound: shared.write_timeout,
+                });
+            }
+            let result = job();
+            if job_state.swap(DONE, Ordering::AcqRel) == OVERDUE {
+                shared.overdue.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!("a write that overran its bound has finished; taking writes again");
+            }
+            result
+        });
+        let bound = self.shared.write_timeout;
+        if let Ok(joined) = tokio::time::timeout(bound, &mut task).await {
+            return joined?;
+        }
+        let abandon =
+            state.compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
+        let started = match abandon {
+            Ok(_) => false,
+            Err(RUNNING) => {
+                if state
+                    .compare_exchange(RUNNING, OVERDUE, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    self.shared.overdue.fetch_add(1, Ordering::AcqRel);
+                    tracing::error!(
+                        bound_s = bound.as_secs(),
+                        "a write did not finish within its bound; the storage is not responding"
+                    );
+                    true
+                } else {
+                    // It finished just now.
+                    return task.await?;
+                }
+            }
+            Err(_) => return task.await?,
+        };
+        Err(StoreError::Stalled { started, bound })
+    }
+}
+
+/// Reads a session's `persona.json`; a file that is not a regular file within the cap,
+/// or not a valid persona, is a corrupt entry whose reason names the kind of problem.
+fn read_persona(shared: &Shared, name: &SessionName) -> Result<Value, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        name: format!("{name}/{PERSONA_FILE}"),
+        reason,
+    };
+    let dir = match fsio::open_dir_at(shared.root.fd(), name.as_str()) {
+        Ok(dir) => dir,
+        // A session being deleted has left the tree before the index forgets it:
+        // without its directory it is gone, not corrupt.
+        Err(Refusal::Missing) => return Err(StoreError::NotFound(name.clone())),
+        Err(e) if e.is_storage_failure() => return Err(e.into_io().into()),
+        Err(e) => return Err(corrupt(format!("the session directory {e}"))),
+    };
+    let bytes = match fsio::read_capped_at(dir.as_fd(), PERSONA_FILE, BODY_LIMIT) {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_storage_failure() => return Err(e.into_io().into()),
+        Err(e) => {
+            shared.index().lookup(name)?;
+            return Err(corrupt(format!("{PERSONA_FILE} {e}")));
+        }
+    };
+    recover::shim::persona_from_disk(&bytes).map_err(|e| corrupt(format!("{PERSONA_FILE} {e}")))
 }
 
 /// This run's epoch: microseconds since the Unix epoch at start-up, which no earlier
@@ -320,16 +425,9 @@ fn boot_epoch() -> u64 {
         .map_or(1, |d| d.as_micros() as u64)
 }
 
-/// Creates, writes and removes a temp file in `dir`.
-fn write_probe(dir: &Path) -> Result<(), StoreError> {
-    use std::io::Write;
-    fsio::temp_file(dir)?.write_all(b"probe")?;
-    Ok(())
-}
-
 /// Free and total bytes of the filesystem that holds `dir`.
-fn disk_space(dir: &Path) -> Option<(u64, u64)> {
-    let stat = rustix::fs::statvfs(dir).ok()?;
+fn disk_space(dir: std::os::fd::BorrowedFd<'_>) -> Option<(u64, u64)> {
+    let stat = rustix::fs::fstatvfs(dir).ok()?;
     let free = stat.f_bavail.saturating_mul(stat.f_frsize);
     let total = stat.f_blocks.saturating_mul(stat.f_frsize);
     Some((free, total))

@@ -3,6 +3,7 @@
 //! settling of a switch that a crash interrupted.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -12,8 +13,9 @@ use super::error::StoreError;
 use super::events::ChangeKind;
 use super::failpoint;
 use super::fsio;
+use super::fsio::Refusal;
 use super::index::Entry;
-use super::layout::{self, PENDING_PERSONA_FILE, PERSONA_FILE, Pointer};
+use super::layout::{self, ARCHIVE_DIR, PENDING_PERSONA_FILE, PERSONA_FILE, Pointer};
 use super::tx::Tx;
 use crate::model::{
     CUSTOM_PERSONA, Metadata, MetadataPatch, Persona, SessionName, Status, Timestamp,
@@ -79,7 +81,12 @@ impl Tx<'_> {
         if let Some(previous) = previous.filter(|p| *p != target)
             && self.get(previous).is_ok_and(was_active)
         {
-            self.set_status(previous, Status::Suspended, None)?;
+            match self.set_status(previous, Status::Suspended, None) {
+                // The previous session left the tree, or stopped being a real directory,
+                // while it was current: it is not served any more, nothing to suspend.
+                Err(StoreError::NotFound(_) | StoreError::Corrupt { .. }) => {}
+                other => other?,
+            }
         }
         failpoint::hit(failpoint::Step::SwitchHalfway)?;
         self.set_status(target, Status::Active, Some(since))
@@ -89,7 +96,7 @@ impl Tx<'_> {
     pub fn create(
         &mut self,
         metadata: Metadata,
-        staged: tempfile::TempDir,
+        staged: fsio::StagedDir,
     ) -> Result<Arc<Entry>, StoreError> {
         let name = metadata.name.clone();
         match self.get(&name) {
@@ -97,7 +104,7 @@ impl Tx<'_> {
             Err(StoreError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
-        match fsio::publish_dir(staged, &self.session_dir(&name)) {
+        match fsio::publish_dir(staged, name.as_str()) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(StoreError::Exists(name));
             }
@@ -138,10 +145,22 @@ impl Tx<'_> {
 
     pub fn delete(&mut self, name: &SessionName) -> Result<(), StoreError> {
         self.get(name)?;
-        let archived = layout::archive_path(self.root(), name, Timestamp::now());
-        fsio::ensure_dir(fsio::parent_of(&archived))?;
-        fsio::move_dir(&self.session_dir(name), &archived)?;
-        tracing::info!(session = %name, archived = %archived.display(), "session archived");
+        let archive = match fsio::ensure_dir_at(self.root().fd(), ARCHIVE_DIR) {
+            Ok(fd) => fd,
+            Err(refusal) if refusal.is_storage_failure() || matches!(refusal, Refusal::Missing) => {
+                return Err(refusal.into_io().into());
+            }
+            Err(refusal) => {
+                return Err(StoreError::Hostile(format!(
+                    "the archive {ARCHIVE_DIR} in the sessions directory {refusal}, so no                      session can be archived; an operator must remove it"
+                )));
+            }
+        };
+        // Refuses (and stops serving) a session whose directory became a symlink.
+        drop(self.open_session(name)?);
+        let archived = layout::archive_name(name, Timestamp::now());
+        fsio::move_entry_at(self.root().fd(), name.as_str(), archive.as_fd(), &archived)?;
+        tracing::info!(session = %name, archived = %format!("{ARCHIVE_DIR}/{archived}"), "session archived");
         self.stage_removal(name);
         if self.pointer().name.as_ref() == Some(name) {
             self.write_pointer(Pointer::default())?;
@@ -151,6 +170,8 @@ impl Tx<'_> {
 
     pub fn switch(&mut self, name: &SessionName) -> Result<Switched, StoreError> {
         self.get(name)?;
+        // Before the commit point: a target that vanished or became a symlink is refused.
+        drop(self.open_session(name)?);
         let previous = self.pointer().name;
         if previous.as_ref() == Some(name) {
             return Ok(Switched {
@@ -205,12 +226,16 @@ impl Tx<'_> {
         let entry = self.get(name)?;
         let stored =
             serde_json::to_value(persona).map_err(|e| StoreError::Internal(e.to_string()))?;
-        let dir = self.session_dir(name);
-        fsio::replace_file(&dir, PENDING_PERSONA_FILE, &fsio::to_json_bytes(&stored)?)?;
+        let dir = self.open_session(name)?;
+        fsio::replace_at(
+            dir.as_fd(),
+            PENDING_PERSONA_FILE,
+            &fsio::to_json_bytes(&stored)?,
+        )?;
         let mut metadata = entry.metadata.clone();
         metadata.persona = Some(CUSTOM_PERSONA.to_owned());
         self.write_metadata(metadata, ChangeKind::PersonaReplaced)?;
-        fsio::move_file(&dir, PENDING_PERSONA_FILE, PERSONA_FILE)?;
+        fsio::move_at(dir.as_fd(), PENDING_PERSONA_FILE, PERSONA_FILE)?;
         Ok(stored)
     }
 }

@@ -4,18 +4,19 @@
 //! removed, only skipped and reported.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 use super::error::StoreError;
 use super::events::ChangeKind;
-use super::fsio;
+use super::fsio::{self, Refusal};
 use super::index::{Entry, Skipped, most_recent_first};
 use super::layout::{
     CURRENT_FILE, METADATA_FILE, OWN_ENTRIES, PENDING_PERSONA_FILE, PERSONA_FILE, Pointer,
 };
+use super::lock::Root;
 use super::tx::Tx;
+use crate::limits::BODY_LIMIT;
 use crate::model::{CUSTOM_PERSONA, Metadata, SessionName, Status};
 
 pub(super) struct Scan {
@@ -27,39 +28,32 @@ pub(super) struct Scan {
 
 /// Reads the sessions directory. `sweep` removes top-level temp entries too, which only
 /// start-up may do: while serving, a create builds its directory there outside the
-/// writer lock, and a health probe writes its file there.
-pub(super) fn scan(dir: &Path, sweep: bool) -> Result<Scan, StoreError> {
+/// writer lock, and a health probe writes its file there. Temp files inside session
+/// directories are always removed: the caller holds the writer lock.
+pub(super) fn scan(root: &Root, sweep: bool) -> Result<Scan, StoreError> {
     let mut candidates = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        if file_name.starts_with(fsio::TEMP_PREFIX) {
+    for name in fsio::entries(root.fd())? {
+        if name.starts_with(fsio::TEMP_PREFIX) {
             if sweep {
-                remove_temp(&path);
+                remove_temp(root, &name);
             }
-        } else if !OWN_ENTRIES.contains(&file_name.as_str()) {
-            candidates.push((path, file_name));
+        } else if !OWN_ENTRIES.contains(&name.as_str()) {
+            candidates.push(name);
         }
     }
-    // Every lookup below is relative to this descriptor: walking one or two path
-    // components instead of the whole absolute path is most of a scan's kernel time.
-    let root = fs::File::open(dir)?;
-    let root = &root;
+    let fd = root.fd();
     // Reading thousands of small files is latency-bound: spread it over the cores.
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let chunk = candidates.len().div_ceil(threads).max(256);
-    let results: Vec<(PathBuf, String, Result<Metadata, String>)> = std::thread::scope(|scope| {
+    let results: Vec<(String, Result<Metadata, String>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = candidates
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(path, name)| {
-                            (path.clone(), name.clone(), read_session(root, path, name))
-                        })
+                        .map(|name| (name.clone(), read_session(fd, name)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -71,18 +65,19 @@ pub(super) fn scan(dir: &Path, sweep: bool) -> Result<Scan, StoreError> {
     });
     let mut sessions = HashMap::with_capacity(results.len());
     let mut skipped = BTreeMap::new();
-    for (path, file_name, result) in results {
+    for (file_name, result) in results {
         match result {
             Ok(metadata) => {
                 sessions.insert(metadata.name.clone(), metadata);
             }
             Err(reason) => {
+                let path = root.path().join(&file_name);
                 tracing::warn!(path = %path.display(), %reason, "skipping an entry of the sessions directory");
                 skipped.insert(file_name, Skipped { path, reason });
             }
         }
     }
-    let pointer = read_pointer(dir);
+    let pointer = read_pointer(root);
     Ok(Scan {
         sessions,
         skipped,
@@ -90,70 +85,82 @@ pub(super) fn scan(dir: &Path, sweep: bool) -> Result<Scan, StoreError> {
     })
 }
 
-/// Reads one session directory, or says why it is not one.
-fn read_session(root: &fs::File, path: &Path, file_name: &str) -> Result<Metadata, String> {
+/// Reads one session directory, or says why it is not one. The reason names the kind of
+/// what is wrong, never the content of a file.
+fn read_session(root: BorrowedFd<'_>, file_name: &str) -> Result<Metadata, String> {
     let name = SessionName::parse(file_name).map_err(|e| format!("not a session: {e}"))?;
-    let relative = |file: &str| format!("{file_name}/{file}");
-    // One open tells a directory without metadata from a plain file: no extra stat.
-    let bytes = read_at(root, &relative(METADATA_FILE)).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("{METADATA_FILE} is missing"),
-        std::io::ErrorKind::NotADirectory => "not a session: not a directory".to_owned(),
-        _ => format!("{METADATA_FILE} cannot be read: {e}"),
+    let dir = fsio::open_dir_at(root, file_name).map_err(|e| match e {
+        Refusal::WrongKind { is, .. } => format!("not a session: {is}, not a directory"),
+        other => format!("the session directory {other}"),
     })?;
-    let metadata: Metadata = serde_json::from_slice(&bytes)
+    let bytes = fsio::read_capped_at(&dir, METADATA_FILE, BODY_LIMIT)
+        .map_err(|e| format!("{METADATA_FILE} {e}"))?;
+    let metadata = shim::metadata_from_disk(&bytes)
         .map_err(|e| format!("{METADATA_FILE} does not parse: {e}"))?;
     if metadata.name != name {
         return Err(format!(
-            "{METADATA_FILE} names '{}', not its directory '{name}'",
-            metadata.name
+            "{METADATA_FILE} names another session than its directory '{name}'"
         ));
     }
-    // A rewrite interrupted inside the session leaves its temp file, under a fixed name.
-    for file in [METADATA_FILE, PERSONA_FILE, PENDING_PERSONA_FILE] {
-        let temp = relative(&fsio::temp_name(file));
-        if rustix::fs::unlinkat(root, &temp, rustix::fs::AtFlags::empty()).is_ok() {
-            tracing::warn!(path = %path.join(fsio::temp_name(file)).display(), "removed a temporary file left by an interrupted write");
+    let mut pending = false;
+    let names = fsio::entries(dir.as_fd())
+        .map_err(|e| format!("the session directory cannot be listed ({e})"))?;
+    for entry in names {
+        if is_own_temp(&entry) {
+            // A rewrite interrupted inside the session leaves its temp file.
+            if rustix::fs::unlinkat(&dir, &entry, rustix::fs::AtFlags::empty()).is_ok() {
+                tracing::warn!(path = %format!("{file_name}/{entry}"), "removed a temporary file left by an interrupted write");
+            }
+        } else if entry == PENDING_PERSONA_FILE {
+            pending = true;
         }
     }
-    let pending = relative(PENDING_PERSONA_FILE);
-    if rustix::fs::statat(root, &pending, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_err() {
-        return Ok(metadata);
+    if pending {
+        settle_pending_persona(dir.as_fd(), file_name, &metadata)
+            .map_err(|e| format!("an interrupted persona replacement cannot be settled ({e})"))?;
     }
-    settle_pending_persona(path, &metadata)
-        .map_err(|e| format!("an interrupted persona replacement cannot be settled: {e}"))?;
     Ok(metadata)
 }
 
-/// Reads a small file at `relative` under `root`, without the size probe `fs::read` makes.
-fn read_at(root: &fs::File, relative: &str) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let fd = rustix::fs::openat(
-        root,
-        relative,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    let mut bytes = Vec::with_capacity(1024);
-    fs::File::from(fd).read_to_end(&mut bytes)?;
-    Ok(bytes)
+/// Whether `entry`, in a session directory, is a temp file this service writes there
+/// (the session directory is shared with the CLI, whose entries are never touched).
+fn is_own_temp(entry: &str) -> bool {
+    entry.strip_prefix(fsio::TEMP_PREFIX).is_some_and(|rest| {
+        [METADATA_FILE, PERSONA_FILE, PENDING_PERSONA_FILE]
+            .iter()
+            .any(|file| rest.starts_with(file))
+    })
 }
 
 /// A persona replacement stages the new persona and commits by writing metadata that
 /// says "custom" (`Tx::replace_persona`): finish one that was committed, drop one that
-/// was not. Called when `dir` holds a pending persona.
-fn settle_pending_persona(dir: &Path, metadata: &Metadata) -> std::io::Result<()> {
-    let pending = dir.join(PENDING_PERSONA_FILE);
-    if metadata.persona.as_deref() == Some(CUSTOM_PERSONA) {
-        tracing::warn!(path = %pending.display(), "finishing an interrupted persona replacement");
-        fsio::move_file(dir, PENDING_PERSONA_FILE, PERSONA_FILE)
+/// was not. A pending persona that is not a regular file was never written by the
+/// service: it is removed, not moved into place.
+fn settle_pending_persona(
+    dir: BorrowedFd<'_>,
+    file_name: &str,
+    metadata: &Metadata,
+) -> std::io::Result<()> {
+    let path = format!("{file_name}/{PENDING_PERSONA_FILE}");
+    let regular = rustix::fs::statat(
+        dir,
+        PENDING_PERSONA_FILE,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file());
+    if regular && metadata.persona.as_deref() == Some(CUSTOM_PERSONA) {
+        tracing::warn!(%path, "finishing an interrupted persona replacement");
+        fsio::move_at(dir, PENDING_PERSONA_FILE, PERSONA_FILE)
     } else {
-        tracing::warn!(path = %pending.display(), "dropping a persona replacement that was not committed");
-        fs::remove_file(&pending)
+        tracing::warn!(%path, "dropping a persona replacement that was not committed");
+        fsio::remove_tree_at(dir, PENDING_PERSONA_FILE, 0)
     }
 }
 
-fn remove_temp(path: &Path) {
-    match fsio::remove_temp(path) {
+fn remove_temp(root: &Root, name: &str) {
+    let path = root.path().join(name);
+    // The service's own temp entries are files, or session directories one level deep.
+    match fsio::remove_tree_at(root.fd(), name, 1) {
         Ok(()) => {
             tracing::warn!(path = %path.display(), "removed a temporary entry left by an interrupted write")
         }
@@ -163,19 +170,19 @@ fn remove_temp(path: &Path) {
     }
 }
 
-fn read_pointer(dir: &Path) -> Option<Pointer> {
-    let bytes = match fs::read(dir.join(CURRENT_FILE)) {
+fn read_pointer(root: &Root) -> Option<Pointer> {
+    let bytes = match fsio::read_capped_at(root.fd(), CURRENT_FILE, BODY_LIMIT) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(Refusal::Missing) => return None,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read {CURRENT_FILE}; rebuilding it from the sessions");
+            tracing::warn!("{CURRENT_FILE} {e}; rebuilding it from the sessions");
             return None;
         }
     };
-    match serde_json::from_slice(&bytes) {
+    match shim::from_disk(&bytes) {
         Ok(pointer) => Some(pointer),
         Err(e) => {
-            tracing::warn!(error = %e, "{CURRENT_FILE} does not parse; rebuilding it from the sessions");
+            tracing::warn!("{CURRENT_FILE} does not parse ({e}); rebuilding it from the sessions");
             None
         }
     }
@@ -261,4 +268,24 @@ pub(super) fn resync(tx: &mut Tx<'_>) {
         tracing::warn!(error = %e, "cannot settle the store after a failed write");
     }
     tx.publish();
+}
+
+// TEMPORARY until the model's disk parsers land.
+pub(super) mod shim {
+    use crate::model::{Metadata, Persona};
+    use serde::de::DeserializeOwned;
+    fn reason(e: &serde_json::Error) -> String {
+        format!("at line {} column {}", e.line(), e.column())
+    }
+    pub fn metadata_from_disk(bytes: &[u8]) -> Result<Metadata, String> {
+        serde_json::from_slice(bytes).map_err(|e| reason(&e))
+    }
+    pub fn from_disk<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+        serde_json::from_slice(bytes).map_err(|e| reason(&e))
+    }
+    pub fn persona_from_disk(bytes: &[u8]) -> Result<serde_json::Value, String> {
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| reason(&e))?;
+        Persona::from_value(value.clone()).map_err(|_| "not a valid persona".to_owned())?;
+        Ok(value)
+    }
 }

@@ -8,26 +8,33 @@
 //! directory are serialised, and the index lock, which readers take, is not.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
 use tokio::sync::broadcast;
 
 use super::error::StoreError;
 use super::events::{Change, ChangeKind};
-use super::fsio;
-use super::index::{Entry, Index, Version};
+use super::fsio::{self, Refusal};
+use super::index::{Entry, Index, Skipped, Version};
 use super::layout::{self, CURRENT_FILE, METADATA_FILE, Pointer};
-use super::lock::DirLock;
+use super::lock::Root;
 use crate::model::{Metadata, SessionName};
 
 /// What every handle on one store shares.
 pub(super) struct Shared {
-    pub dir: PathBuf,
+    /// The sessions directory, held by descriptor and locked.
+    pub root: Root,
     pub index: RwLock<Index>,
     pub writer: Mutex<()>,
     pub events: broadcast::Sender<Change>,
-    pub _lock: DirLock,
+    /// How long a write may take before its caller is answered 503.
+    pub write_timeout: Duration,
+    /// Writes still running past `write_timeout`.
+    pub overdue: AtomicUsize,
 }
 
 impl Shared {
@@ -49,6 +56,7 @@ impl Shared {
             _writer: writer,
             version,
             sessions: HashMap::new(),
+            skipped: Vec::new(),
             pointer: None,
             changes: Vec::new(),
         }
@@ -75,6 +83,8 @@ pub(super) struct Tx<'a> {
     version: Version,
     /// Sessions written (`Some`) or removed (`None`), not yet published.
     sessions: HashMap<SessionName, Option<Arc<Entry>>>,
+    /// Sessions found unfit while writing, not yet published as skipped.
+    skipped: Vec<(SessionName, Skipped)>,
     pointer: Option<Pointer>,
     changes: Vec<(ChangeKind, Option<SessionName>)>,
 }
@@ -101,12 +111,51 @@ impl Tx<'_> {
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.shared.dir
+    pub fn root(&self) -> &Root {
+        &self.shared.root
     }
 
     pub fn session_dir(&self, name: &SessionName) -> PathBuf {
-        layout::session_dir(&self.shared.dir, name)
+        layout::session_dir(self.shared.root.path(), name)
+    }
+
+    /// Opens a served session's directory for a write. One that has vanished is
+    /// forgotten (`NotFound`); one that is no longer a real directory (a symlink planted
+    /// in its place) stops being served and is reported (`Corrupt`).
+    pub fn open_session(&mut self, name: &SessionName) -> Result<OwnedFd, StoreError> {
+        match fsio::open_dir_at(self.shared.root.fd(), name.as_str()) {
+            Ok(fd) => Ok(fd),
+            Err(Refusal::Missing) => {
+                tracing::warn!(session = %name, "the session's directory has vanished; forgetting the session");
+                self.stage_removal(name);
+                Err(StoreError::NotFound(name.clone()))
+            }
+            Err(refusal) if refusal.is_storage_failure() => Err(refusal.into_io().into()),
+            Err(refusal) => {
+                let reason = format!("the session directory {refusal}");
+                Err(self.stage_corrupt(name, reason))
+            }
+        }
+    }
+
+    /// Stages a served session as skipped: it is not served any more, and `/healthz`
+    /// reports why.
+    pub fn stage_corrupt(&mut self, name: &SessionName, reason: String) -> StoreError {
+        let path = self.session_dir(name);
+        tracing::warn!(path = %path.display(), %reason, "a session is no longer served");
+        self.sessions.insert(name.clone(), None);
+        self.changes.push((ChangeKind::Deleted, Some(name.clone())));
+        self.skipped.push((
+            name.clone(),
+            Skipped {
+                path,
+                reason: reason.clone(),
+            },
+        ));
+        StoreError::Corrupt {
+            name: name.to_string(),
+            reason,
+        }
     }
 
     /// Stages a session's new state, after its files are durable.
@@ -150,6 +199,9 @@ impl Tx<'_> {
                 None => index.sessions.remove(&name),
             };
         }
+        for (name, skipped) in self.skipped.drain(..) {
+            index.skipped.insert(name.to_string(), skipped);
+        }
         if let Some(pointer) = self.pointer.take() {
             index.pointer = pointer;
         }
@@ -170,15 +222,15 @@ impl Tx<'_> {
         metadata: Metadata,
         kind: ChangeKind,
     ) -> Result<Arc<Entry>, StoreError> {
-        let dir = self.session_dir(&metadata.name);
-        fsio::replace_file(&dir, METADATA_FILE, &fsio::to_json_bytes(&metadata)?)?;
+        let dir = self.open_session(&metadata.name)?;
+        fsio::replace_at(dir.as_fd(), METADATA_FILE, &fsio::to_json_bytes(&metadata)?)?;
         Ok(self.stage(kind, metadata))
     }
 
     /// Replaces `.current.json` durably and stages the new pointer.
     pub fn write_pointer(&mut self, pointer: Pointer) -> Result<(), StoreError> {
-        fsio::replace_file(
-            &self.shared.dir,
+        fsio::replace_at(
+            self.shared.root.fd(),
             CURRENT_FILE,
             &fsio::to_json_bytes(&pointer)?,
         )?;

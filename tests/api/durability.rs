@@ -65,6 +65,30 @@ fn quoted(args: &str) -> Vec<String> {
     out
 }
 
+/// The paths an `*at` call names: each quoted name joined to the directory of the
+/// descriptor before it (`5</s/a>, "metadata.json"` gives `/s/a/metadata.json`), or as it
+/// is when absolute.
+fn at_paths(args: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dir = String::from("/");
+    let mut chars = args.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '<' => dir = chars.by_ref().take_while(|&c| c != '>').collect(),
+            '"' => {
+                let name: String = chars.by_ref().take_while(|&c| c != '"').collect();
+                out.push(if name.starts_with('/') {
+                    name
+                } else {
+                    format!("{}/{name}", dir.trim_end_matches('/'))
+                });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The path strace's `-y` prints after the first file descriptor: `7</a/b>` gives `/a/b`.
 fn first_fd_path(args: &str) -> Option<&str> {
     let start = args.find('<')? + 1;
@@ -122,7 +146,11 @@ fn parse_trace(text: &str) -> Vec<Event> {
                 }
             }
             "rename" | "renameat" | "renameat2" if result == 0 => {
-                let paths = quoted(args);
+                let paths = if name == "rename" {
+                    quoted(args)
+                } else {
+                    at_paths(args)
+                };
                 if paths.len() >= 2 {
                     events.push(Event::Rename {
                         from: paths[0].clone(),
@@ -532,6 +560,20 @@ fn the_write_order_check_catches_a_missing_fsync_and_a_reply_before_the_director
 ";
     let (violations, _) = check_write_order(&parse_trace(unsynced_create), s);
     assert_eq!(violations.len(), 2, "{violations:?}");
+
+    // The same calls relative to directory descriptors, as the service makes them.
+    let relative = "\
+10 write(8</s/a/.tmp-metadata.json.1f>, \"{}\", 2) = 2
+10 fsync(8</s/a/.tmp-metadata.json.1f>) = 0
+10 renameat(7</s/a>, \".tmp-metadata.json.1f\", 7</s/a>, \"metadata.json\") = 0
+10 fsync(7</s/a>) = 0
+";
+    let (violations, checked) = check_write_order(&parse_trace(relative), s);
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(checked.get(&RenameKind::SessionFile), Some(&1));
+    let unsynced = relative.replace("10 fsync(8</s/a/.tmp-metadata.json.1f>) = 0\n", "");
+    let (violations, _) = check_write_order(&parse_trace(&unsynced), s);
+    assert_eq!(violations.len(), 1, "{violations:?}");
 }
 
 // ---- A real full disk.

@@ -67,6 +67,13 @@ pub async fn healthz(State(state): State<AppState>, headers: HeaderMap) -> Respo
             "the sessions directory is not writable".to_owned()
         });
     }
+    if let Some(why) = &store.fatal {
+        fatal.push(if authorized {
+            why.clone()
+        } else {
+            "the store takes no writes".to_owned()
+        });
+    }
     if library.personas.is_empty() {
         fatal.push(if authorized {
             format!(
