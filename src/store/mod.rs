@@ -245,7 +245,8 @@ impl Store {
         let built = {
             let metadata = metadata.clone();
             let shared = self.shared.clone();
-            self.bounded(move || {
+            self.bounded(move |gate| {
+                gate.enter()?;
                 fsio::build_dir(
                     shared.root.fd(),
                     &[
@@ -302,8 +303,10 @@ impl Store {
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = self.shared.clone();
-        self.bounded(move || {
+        self.bounded(move |gate| {
             let mut tx = shared.begin();
+            // Holding the writer lock: from here on the write runs to its end.
+            gate.enter()?;
             let start = std::time::Instant::now();
             let result = shared
                 .root
@@ -324,70 +327,94 @@ impl Store {
     }
 
     /// Runs `job` on the blocking pool, answering [`StoreError::Stalled`] when it takes
-    /// longer than the write bound. A job that has not started by then never starts; one
-    /// that has keeps running (a write is never abandoned half done), and until it ends
-    /// `/healthz` is unhealthy and every write is refused at once, so that hung storage
-    /// neither piles up blocking threads nor hides behind a healthy probe.
+    /// longer than the write bound. A job that has not passed its [`Gate`] by then never
+    /// does; one that has keeps running (a write is never abandoned half done), and
+    /// until it ends `/healthz` is unhealthy and every write is refused at once, so that
+    /// hung storage neither piles up blocking threads nor hides behind a healthy probe.
     async fn bounded<T, F>(&self, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Gate) -> Result<T, StoreError> + Send + 'static,
     {
         if let Some(refused) = self.refusal() {
             return Err(refused);
         }
-        const WAITING: u8 = 0;
-        const RUNNING: u8 = 1;
-        const ABANDONED: u8 = 2;
-        const OVERDUE: u8 = 3;
-        const DONE: u8 = 4;
-        let state = Arc::new(AtomicU8::new(WAITING));
-        let shared = self.shared.clone();
-        let job_state = state.clone();
+        let bound = self.shared.write_timeout;
+        let gate = Gate {
+            state: Arc::new(AtomicU8::new(Gate::WAITING)),
+            shared: self.shared.clone(),
+        };
+        let job_gate = gate.clone();
         let mut task = tokio::task::spawn_blocking(move || {
-            if job_state
-                .compare_exchange(WAITING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                return Err(StoreError::Stalled {
-                    started: false,
-                    bound: shared.write_timeout,
-                });
-            }
-            let result = job();
-            if job_state.swap(DONE, Ordering::AcqRel) == OVERDUE {
-                shared.overdue.fetch_sub(1, Ordering::AcqRel);
-                tracing::warn!("a write that overran its bound has finished; taking writes again");
-            }
+            let result = job(&job_gate);
+            job_gate.leave();
             result
         });
-        let bound = self.shared.write_timeout;
         if let Ok(joined) = tokio::time::timeout(bound, &mut task).await {
             return joined?;
         }
-        let abandon =
-            state.compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
-        let started = match abandon {
-            Ok(_) => false,
-            Err(RUNNING) => {
-                if state
-                    .compare_exchange(RUNNING, OVERDUE, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    self.shared.overdue.fetch_add(1, Ordering::AcqRel);
-                    tracing::error!(
-                        bound_s = bound.as_secs(),
-                        "a write did not finish within its bound; the storage is not responding"
-                    );
-                    true
-                } else {
-                    // It finished just now.
-                    return task.await?;
-                }
+        match gate.overrun() {
+            Some(started) => Err(StoreError::Stalled { started, bound }),
+            // It finished just now.
+            None => task.await?,
+        }
+    }
+}
+
+/// Where a bounded job commits to running: before it, a job whose caller gave up is
+/// dropped; after it, the job runs to its end, and one still running past its bound is
+/// counted in `Shared::overdue`.
+#[derive(Clone)]
+struct Gate {
+    state: Arc<AtomicU8>,
+    shared: Arc<Shared>,
+}
+
+impl Gate {
+    const WAITING: u8 = 0;
+    const RUNNING: u8 = 1;
+    const ABANDONED: u8 = 2;
+    const OVERDUE: u8 = 3;
+    const DONE: u8 = 4;
+
+    fn swap(&self, from: u8, to: u8) -> Result<u8, u8> {
+        self.state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+    }
+
+    /// Called by the job: `Err` when its caller already gave up on it.
+    fn enter(&self) -> Result<(), StoreError> {
+        self.swap(Self::WAITING, Self::RUNNING)
+            .map(drop)
+            .map_err(|_| StoreError::Stalled {
+                started: false,
+                bound: self.shared.write_timeout,
+            })
+    }
+
+    /// Called when the job ends, whatever its outcome.
+    fn leave(&self) {
+        if self.state.swap(Self::DONE, Ordering::AcqRel) == Self::OVERDUE {
+            self.shared.overdue.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("a write that overran its bound has finished; taking writes again");
+        }
+    }
+
+    /// Called by the caller when the bound is over: whether the job had started (and so
+    /// may still apply), or `None` when it has just finished.
+    fn overrun(&self) -> Option<bool> {
+        match self.swap(Self::WAITING, Self::ABANDONED) {
+            Ok(_) => Some(false),
+            Err(Self::RUNNING) if self.swap(Self::RUNNING, Self::OVERDUE).is_ok() => {
+                self.shared.overdue.fetch_add(1, Ordering::AcqRel);
+                tracing::error!(
+                    bound_s = self.shared.write_timeout.as_secs(),
+                    "a write did not finish within its bound; the storage is not responding"
+                );
+                Some(true)
             }
-            Err(_) => return task.await?,
-        };
-        Err(StoreError::Stalled { started, bound })
+            Err(_) => None,
+        }
     }
 }
 

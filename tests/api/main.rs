@@ -13,6 +13,8 @@ mod crash;
 mod durability;
 #[cfg(feature = "failpoints")]
 mod failpoints;
+#[cfg(feature = "failpoints")]
+mod hung;
 mod index;
 mod observability;
 mod personas;
