@@ -13,15 +13,21 @@
 //! - [`store`]: the sessions directory: durable writes, the lock, recovery, the index,
 //!   the change events. Uses `model`, `metrics`, `limits`; knows nothing of HTTP.
 //! - [`metrics`]: the Prometheus registry. Uses `model`.
+//! - [`launch`]: the launch spec, persona settings turned into the CLI's command line.
+//!   Uses `model`; no I/O.
 //! - [`model`]: names, status, metadata, the patch type, personas; no HTTP, no I/O.
 //! - [`limits`]: body limit, timeouts: a leaf every layer may read.
+//! - [`process`]: whether a recorded process is still the one recorded, from `/proc`.
+//!   Uses `model`.
 //! - [`healthcheck`]: the client behind `session-manager healthcheck`; a leaf.
 
 pub mod config;
 pub mod healthcheck;
 pub mod http;
+pub mod launch;
 pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod personas;
+pub mod process;
 pub mod store;

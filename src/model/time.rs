@@ -36,6 +36,11 @@ impl Timestamp {
             .replace('Z', "+00:00")
     }
 
+    /// The same instant as a [`std::time::SystemTime`].
+    pub fn to_system_time(self) -> std::time::SystemTime {
+        std::time::SystemTime::from(self.0)
+    }
+
     /// A compact form for file names (archive entries).
     pub fn compact(self) -> String {
         self.0.format("%Y%m%dT%H%M%S%.6fZ").to_string()

@@ -1,0 +1,156 @@
+//! Whether a session's recorded process is still the one that was recorded, from
+//! `/proc` alone: the service never signals or kills anything.
+//!
+//! A pid alone proves nothing: the process may have died and the pid been given to
+//! another. So a process is `alive` only if the pid exists, is not a zombie, and started
+//! no later than when the pid was recorded; one that started after it is a reused pid,
+//! and the recorded process is `gone`.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::model::Timestamp;
+
+/// What is known about a session's recorded process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// No pid is recorded.
+    None,
+    /// The recorded process is running.
+    Alive,
+    /// It ended, or its pid now belongs to another process.
+    Gone,
+    /// It cannot be told from here (no `/proc`, another PID namespace, checks off).
+    Unknown,
+}
+
+impl Liveness {
+    pub const ALL: [Liveness; 4] = [
+        Liveness::None,
+        Liveness::Alive,
+        Liveness::Gone,
+        Liveness::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liveness::None => "none",
+            Liveness::Alive => "alive",
+            Liveness::Gone => "gone",
+            Liveness::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.as_str() == value)
+    }
+}
+
+/// Timing slack: `/proc` counts a start in clock ticks since boot, read against an
+/// uptime of 10 ms resolution, so a start a little after the record is the same start.
+const SLACK: Duration = Duration::from_millis(50);
+
+/// Checks processes against `/proc` (or answers `Unknown` for all, when off).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    proc: Option<&'static Path>,
+}
+
+impl Probe {
+    /// Checks against this machine's `/proc`, when it has one.
+    pub fn new(enabled: bool) -> Self {
+        let proc = Path::new("/proc");
+        Self {
+            proc: (enabled && proc.join("self/stat").exists()).then_some(proc),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.proc.is_some()
+    }
+
+    /// The liveness of `pid`, recorded at `recorded` (unknown for a pid stored by an
+    /// older writer, which is then taken at its word if it runs).
+    pub fn check(&self, pid: Option<i64>, recorded: Option<Timestamp>) -> Liveness {
+        let Some(pid) = pid else {
+            return Liveness::None;
+        };
+        let Some(proc) = self.proc else {
+            return Liveness::Unknown;
+        };
+        match started(proc, pid) {
+            Ok(None) => Liveness::Gone,
+            Ok(Some(start)) => match recorded {
+                Some(at) if start > at.to_system_time() + SLACK => Liveness::Gone,
+                _ => Liveness::Alive,
+            },
+            Err(()) => Liveness::Unknown,
+        }
+    }
+}
+
+/// When process `pid` started, `None` when there is no such process (or only its
+/// zombie), `Err` when `/proc` does not say (hidden by `hidepid`, unreadable).
+fn started(proc: &Path, pid: i64) -> Result<Option<SystemTime>, ()> {
+    let stat = match std::fs::read_to_string(proc.join(pid.to_string()).join("stat")) {
+        Ok(stat) => stat,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    // `pid (comm) state ...`: comm may hold spaces and parentheses, so split after
+    // the last `)`. The start time is field 22 of the whole line.
+    let rest = stat.rsplit_once(')').ok_or(())?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first().ok_or(())?;
+    if matches!(*state, "Z" | "X" | "x") {
+        return Ok(None);
+    }
+    let ticks: u64 = fields.get(19).ok_or(())?.parse().map_err(drop)?;
+    let uptime = std::fs::read_to_string(proc.join("uptime")).map_err(drop)?;
+    let uptime: f64 = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or(())?;
+    let per_second = rustix::param::clock_ticks_per_second().max(1) as f64;
+    let age = (uptime - ticks as f64 / per_second).max(0.0);
+    Ok(Some(SystemTime::now() - Duration::from_secs_f64(age)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_when_recorded_after_it_started_and_gone_when_before() {
+        let probe = Probe::new(true);
+        assert!(probe.enabled(), "this machine has /proc");
+        let me = Some(i64::from(std::process::id()));
+        assert_eq!(probe.check(me, Some(Timestamp::now())), Liveness::Alive);
+        assert_eq!(probe.check(me, None), Liveness::Alive);
+        let long_ago = Timestamp::parse("2001-01-01T00:00:00+00:00");
+        assert_eq!(probe.check(me, long_ago), Liveness::Gone, "a reused pid");
+        assert_eq!(probe.check(None, None), Liveness::None);
+        assert_eq!(Probe::new(false).check(me, None), Liveness::Unknown);
+    }
+
+    #[test]
+    fn an_ended_and_reaped_child_is_gone_and_so_is_its_zombie() {
+        let probe = Probe::new(true);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = Some(i64::from(child.id()));
+        // Ended but not reaped: a zombie still has its /proc entry.
+        let recorded = Some(Timestamp::now());
+        while std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+            .is_ok_and(|s| !s.contains(") Z"))
+        {
+            std::thread::yield_now();
+        }
+        assert_eq!(probe.check(pid, recorded), Liveness::Gone);
+        child.wait().unwrap();
+        assert_eq!(probe.check(pid, recorded), Liveness::Gone);
+    }
+}
