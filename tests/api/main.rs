@@ -13,6 +13,7 @@ mod crash;
 mod durability;
 #[cfg(feature = "failpoints")]
 mod failpoints;
+mod hostile;
 mod index;
 mod observability;
 mod personas;
