@@ -578,18 +578,6 @@ fn the_write_order_check_catches_a_missing_fsync_and_a_reply_before_the_director
 
 // ---- A real full disk.
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// A small tmpfs, unmounted when dropped — also when the test panics.
 struct TmpfsMount {
     path: PathBuf,

@@ -13,6 +13,7 @@ mod crash;
 mod durability;
 #[cfg(feature = "failpoints")]
 mod failpoints;
+mod hostile;
 #[cfg(feature = "failpoints")]
 mod hung;
 mod index;

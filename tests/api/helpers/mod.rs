@@ -1,7 +1,9 @@
 //! Test helpers, by what they help with: the in-process app (`app`), raw HTTP over TCP
 //! (`raw`), the real binary (`binary`), the store's invariants seen from outside
-//! (`invariants`), assertions on answers (`assert`) and files to start from
-//! (`fixtures`). Every test module takes them all with `use crate::helpers::*`.
+//! (`invariants`), assertions on answers (`assert`), files to start from (`fixtures`),
+//! what a hostile tree plants (`hostile`), a probe that collects what the binary got
+//! wrong (`probe`), and the system tools around the binary (`system`). Every test module
+//! takes them all with `use crate::helpers::*`.
 
 #![allow(dead_code)]
 
@@ -9,12 +11,18 @@ mod app;
 mod assert;
 mod binary;
 mod fixtures;
+mod hostile;
 mod invariants;
+mod probe;
 mod raw;
+mod system;
 
 pub use app::*;
 pub use assert::*;
 pub use binary::*;
 pub use fixtures::*;
+pub use hostile::*;
 pub use invariants::*;
+pub use probe::*;
 pub use raw::*;
+pub use system::*;
