@@ -16,5 +16,7 @@ pub use name::{
     DEFAULT_PERSONA, MAX_NAME_LEN, NameError, PersonaKey, RESERVED_SESSION_NAME, SessionName,
 };
 pub use patch::{Field, MetadataPatch, Pid};
-pub use persona::{Persona, Settings, as_integer, from_json_value};
+pub use persona::{
+    MAX_TURNS_RULE, Persona, Settings, as_integer, from_json_value, visible_text_pattern,
+};
 pub use time::Timestamp;
