@@ -5,12 +5,14 @@
 //! know (`extra`), so a rewrite never loses what the original Python module or another
 //! tool stored.
 
+mod json;
 mod metadata;
 mod name;
 mod patch;
 mod persona;
 mod time;
 
+pub use json::{MAX_KEY_CHARS, StrictError, parse_strict};
 pub use metadata::{CUSTOM_PERSONA, Metadata, Status};
 pub use name::{
     DEFAULT_PERSONA, MAX_NAME_LEN, NameError, PersonaKey, RESERVED_SESSION_NAME, SessionName,
