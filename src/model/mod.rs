@@ -1,10 +1,12 @@
 //! The domain types: validated names, session status, `metadata.json`, its patch type,
-//! and personas.
+//! and personas; strict JSON (`json`: no key twice in an object) and the parsers of the
+//! files read back from disk (`disk`), whose reasons never quote the file.
 //!
 //! No HTTP and no I/O here. Everything that crosses the disk keeps the fields it does not
 //! know (`extra`), so a rewrite never loses what the original Python module or another
 //! tool stored.
 
+mod disk;
 mod json;
 mod metadata;
 mod name;
@@ -12,6 +14,7 @@ mod patch;
 mod persona;
 mod time;
 
+pub use disk::{from_disk, metadata_from_disk, persona_from_disk};
 pub use json::{MAX_KEY_CHARS, StrictError, parse_strict};
 pub use metadata::{CUSTOM_PERSONA, Metadata, Status};
 pub use name::{
