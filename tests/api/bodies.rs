@@ -223,3 +223,34 @@ async fn a_broken_body_with_a_repeated_key_is_still_400() {
     assert_eq!(app.sessions_on_disk(), Vec::<String>::new());
     app.stop().await;
 }
+
+/// JSON Schema takes `1.0` for an integer, and so does the service; what it stores is
+/// the integer `1`, as the original module (and a Python `int`) writes it.
+#[tokio::test]
+async fn a_whole_max_turns_written_as_a_float_is_stored_as_an_integer() {
+    let app = TestApp::fresh().await;
+    let turns = |value: f64| persona_with("/settings/max_turns", json!(value));
+    let persona_file = |name: &str| {
+        let text = std::fs::read_to_string(app.session_dir(name).join("persona.json")).unwrap();
+        (serde_json::from_str::<Value>(&text).unwrap(), text)
+    };
+
+    let created = app.create_session("work", Some(turns(1.0))).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let (stored, text) = persona_file("work");
+    assert_eq!(stored["settings"]["max_turns"], json!(1));
+    assert!(!text.contains("1.0"), "{text}");
+
+    let answer = assert_json(
+        app.send_json(Method::PUT, "/sessions/work/persona", &turns(30.0))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["settings"]["max_turns"], json!(30));
+    let (stored, text) = persona_file("work");
+    assert_eq!(stored["settings"]["max_turns"], json!(30));
+    assert!(!text.contains("30.0"), "{text}");
+    assert_eq!(app.get_ok("/sessions/work/persona").await, stored);
+    app.stop().await;
+}
