@@ -40,8 +40,8 @@ pub fn metadata_from_disk(bytes: &[u8]) -> Result<Metadata, String> {
     typed(bytes, value, &METADATA_FIELDS)
 }
 
-/// Parses and validates a persona file read from disk (a library <key>.json or a
-/// session's persona.json); Ok is the JSON value as stored; Err is a reason safe to
+/// Parses and validates a persona file read from disk (a library `<key>.json` or a
+/// session's `persona.json`); Ok is the JSON value as stored; Err is a reason safe to
 /// publish.
 pub fn persona_from_disk(bytes: &[u8]) -> Result<Value, String> {
     let value = object(bytes)?;

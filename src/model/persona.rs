@@ -117,7 +117,7 @@ fn visible_text(text: &str) -> Result<(), validator::ValidationError> {
 }
 
 /// The JSON Schema `pattern` (ECMA-262, and Python's `re`) a persona's text fields
-/// match: at least one character outside [`INVISIBLE`].
+/// match: at least one character that is not invisible (see `INVISIBLE`).
 pub fn visible_text_pattern() -> String {
     let escape = |c: char| match u32::from(c) {
         code @ 0..=0xff => format!("\\x{code:02x}"),
