@@ -136,7 +136,8 @@ fn read_persona(
     let key = PersonaKey::parse(stem).map_err(|e| (None, format!("not a persona: {e}")))?;
     let bytes = fsio::read_capped_at(dir, file_name, BODY_LIMIT)
         .map_err(|e| (Some(key.clone()), format!("the file {e}")))?;
-    let value = crate::store::persona_from_disk(&bytes).map_err(|e| (Some(key.clone()), e))?;
+    let value = crate::model::persona_from_disk(&bytes)
+        .map_err(|e| (Some(key.clone()), format!("not a valid persona: {e}")))?;
     Ok((key, value))
 }
 
@@ -181,7 +182,7 @@ mod tests {
         assert_eq!(
             reasons,
             [
-                "not a valid persona",
+                "not a valid persona: missing field `name` at line 1 column 16",
                 "not a persona: expected a <key>.json file"
             ]
         );

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::model::NameError;
+use crate::model::{NameError, StrictError};
 use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -226,6 +226,26 @@ impl From<JsonRejection> for ApiError {
             )),
             StatusCode::UNPROCESSABLE_ENTITY => ApiError::InvalidBody(detail),
             _ => ApiError::MalformedJson(detail),
+        }
+    }
+}
+
+/// A body that axum read as JSON but [`crate::model::parse_strict`] refused.
+impl From<StrictError> for ApiError {
+    fn from(e: StrictError) -> Self {
+        match e {
+            // The key is the client's own text, cut short and escaped.
+            StrictError::DuplicateKey { key, truncated, .. } => ApiError::InvalidBody(format!(
+                "the key {key:?}{} appears twice in one object; send each key once",
+                if truncated { " (cut short)" } else { "" }
+            )),
+            // Positions are left out: they count from the body's first non-blank character.
+            StrictError::TooDeep { .. } => ApiError::MalformedJson(
+                "the body nests arrays and objects more than 128 levels deep".to_owned(),
+            ),
+            StrictError::Empty | StrictError::NotJson { .. } => {
+                ApiError::MalformedJson("the body is not well-formed JSON".to_owned())
+            }
         }
     }
 }

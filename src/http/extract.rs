@@ -7,18 +7,21 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::error::ApiError;
-use crate::model::{PersonaKey, SessionName, from_json_value};
+use crate::model::{PersonaKey, SessionName, from_json_value, parse_strict};
 
 /// A JSON object body, with problem+json rejections: 415 without a JSON content type,
 /// 413 over the body limit, 400 when it is not JSON at all, 422 when it is JSON but not
-/// an object of the expected shape (the detail names the field).
+/// an object of the expected shape (the detail names the field) or an object in it
+/// repeats a key.
 ///
 /// Parsing is two steps on purpose: syntax first, then shape. A single serde pass
 /// reports whichever problem it meets first, so a truncated body could answer 422 and
-/// a wrong type 400.
+/// a wrong type 400. The first step (axum's, into a `RawValue`) checks the whole body
+/// is JSON; the second reads it strictly (`model::parse_strict`: serde_json would keep
+/// the last of a repeated key silently) and then into `T`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -30,7 +33,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<Value>::from_request(req, state).await?;
+        let axum::Json(raw) = axum::Json::<Box<RawValue>>::from_request(req, state).await?;
+        let value = parse_strict(raw.get().as_bytes())?;
         if !value.is_object() {
             return Err(ApiError::invalid_body("the body must be a JSON object"));
         }

@@ -1,7 +1,7 @@
 //! `metadata.json` (SPEC §1): the session's [`Status`] and its [`Metadata`], which keeps
 //! every field it does not know.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::name::SessionName;
@@ -35,6 +35,9 @@ impl Status {
 /// The `persona` value recorded for a session whose persona did not come from the library.
 pub const CUSTOM_PERSONA: &str = "custom";
 
+/// Why a stored `pid` was refused; it names no part of the value.
+pub const PID_RULE: &str = "must be a positive integer or null";
+
 /// The content of `metadata.json` (SPEC §1). Field order matches the original module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -42,6 +45,7 @@ pub struct Metadata {
     pub created: Timestamp,
     pub last_active: Timestamp,
     pub persona: Option<String>,
+    #[serde(default, deserialize_with = "stored_pid")]
     pub pid: Option<i64>,
     pub status: Status,
     /// Whatever else the file holds, kept as it is on every rewrite.
@@ -60,6 +64,18 @@ impl Metadata {
             status: Status::Idle,
             extra: Map::new(),
         }
+    }
+}
+
+/// A stored `pid`: null, or an integer of at least 1. A bot that signals the process
+/// with `kill(0)` or `kill(-n)` would signal a whole process group, so such an entry is
+/// corrupt, not served. Only integers: the original module writes the bot's `int` and
+/// this service writes a `PATCH`'s `4242.0` as `4242`, so `4242.0` on disk is foreign.
+fn stored_pid<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Null => Ok(None),
+        Value::Number(n) if n.as_i64().is_some_and(|pid| pid >= 1) => Ok(n.as_i64()),
+        _ => Err(serde::de::Error::custom(PID_RULE)),
     }
 }
 
@@ -91,10 +107,11 @@ mod tests {
         #[test]
         fn metadata_round_trips_with_unknown_fields(
             name in "[a-zA-Z0-9_-]{1,50}".prop_filter("reserved", |s| s != "active"),
-            pid in proptest::option::of(1i64..4_000_000),
+            pid in proptest::option::of(prop_oneof![1i64..4_194_305, 1i64..=i64::MAX]),
             status in prop_oneof![Just("idle"), Just("active"), Just("suspended")],
             persona in proptest::option::of("[a-z]{1,10}"),
-            micros in 0i64..4_000_000_000_000_000,
+            // Years 1 to 9999, the ones Python reads.
+            micros in -62_135_596_800_000_000i64..253_402_300_800_000_000,
             extra in prop::collection::btree_map("x_[a-z]{1,8}", json_value(), 0..5),
         ) {
             let ts = Timestamp::from_micros(micros).unwrap().to_rfc3339();
@@ -109,5 +126,52 @@ mod tests {
             let written = serde_json::to_value(&meta).unwrap();
             prop_assert_eq!(written, doc);
         }
+
+        #[test]
+        fn pids_below_one_are_refused(pid in i64::MIN..1) {
+            let doc = stored_with_pid(Value::from(pid));
+            prop_assert!(serde_json::from_value::<Metadata>(doc).is_err());
+        }
+    }
+
+    fn stored_with_pid(pid: Value) -> Value {
+        serde_json::json!({
+            "name": "s", "created": "2026-11-24T21:22:16.123456+00:00",
+            "last_active": "2026-11-24T21:22:16.123456+00:00",
+            "persona": null, "pid": pid, "status": "idle",
+        })
+    }
+
+    #[test]
+    fn a_stored_pid_is_null_or_a_positive_integer() {
+        let read = |pid: Value| {
+            serde_json::from_value::<Metadata>(stored_with_pid(pid))
+                .map(|m| m.pid)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(read(Value::Null), Ok(None));
+        assert_eq!(read(1.into()), Ok(Some(1)));
+        assert_eq!(read(i64::MAX.into()), Ok(Some(i64::MAX)));
+        for bad in [
+            Value::from(0),
+            Value::from(-1),
+            Value::from(4242.0),
+            Value::from(u64::MAX),
+            Value::from("4242"),
+            Value::from(true),
+            serde_json::json!([4242]),
+        ] {
+            assert_eq!(read(bad.clone()), Err(PID_RULE.to_owned()), "{bad}");
+        }
+        let mut missing = stored_with_pid(Value::Null);
+        missing.as_object_mut().unwrap().remove("pid");
+        let meta: Metadata = serde_json::from_value(missing).unwrap();
+        assert_eq!(meta.pid, None);
+        let written = serde_json::to_value(Metadata {
+            pid: Some(7),
+            ..meta
+        })
+        .unwrap();
+        assert_eq!(written["pid"], serde_json::json!(7));
     }
 }

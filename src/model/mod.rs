@@ -1,10 +1,13 @@
 //! The domain types: validated names, session status, `metadata.json`, its patch type,
-//! and personas.
+//! and personas; strict JSON (`json`: no key twice in an object) and the parsers of the
+//! files read back from disk (`disk`), whose reasons never quote the file.
 //!
 //! No HTTP and no I/O here. Everything that crosses the disk keeps the fields it does not
 //! know (`extra`), so a rewrite never loses what the original Python module or another
 //! tool stored.
 
+mod disk;
+mod json;
 mod launch_settings;
 mod metadata;
 mod name;
@@ -12,11 +15,15 @@ mod patch;
 mod persona;
 mod time;
 
+pub use disk::{from_disk, metadata_from_disk, persona_from_disk};
+pub use json::{MAX_KEY_CHARS, StrictError, parse_strict};
 pub use launch_settings::{LaunchSettings, PERMISSION_MODES, PromptMode, RESERVED_FLAGS};
 pub use metadata::{CUSTOM_PERSONA, Metadata, Status};
 pub use name::{
     DEFAULT_PERSONA, MAX_NAME_LEN, NameError, PersonaKey, RESERVED_SESSION_NAME, SessionName,
 };
 pub use patch::{Field, MetadataPatch, Pid};
-pub use persona::{Persona, Settings, as_integer, from_json_value};
+pub use persona::{
+    MAX_TURNS_RULE, Persona, Settings, as_integer, from_json_value, visible_text_pattern,
+};
 pub use time::Timestamp;

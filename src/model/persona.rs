@@ -11,11 +11,20 @@ use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(expecting = "a persona object")]
 pub struct Persona {
-    #[validate(length(min = 1, message = "must be a non-empty string"))]
+    #[validate(
+        length(min = 1, message = "must be a non-empty string"),
+        custom(function = "visible_text", message = "must contain visible text")
+    )]
     pub name: String,
-    #[validate(length(min = 1, message = "must be a non-empty string"))]
+    #[validate(
+        length(min = 1, message = "must be a non-empty string"),
+        custom(function = "visible_text", message = "must contain visible text")
+    )]
     pub description: String,
-    #[validate(length(min = 1, message = "must be a non-empty string"))]
+    #[validate(
+        length(min = 1, message = "must be a non-empty string"),
+        custom(function = "visible_text", message = "must contain visible text")
+    )]
     pub system_prompt: String,
     #[validate(nested)]
     pub settings: Settings,
@@ -27,7 +36,10 @@ pub struct Persona {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 #[serde(expecting = "an object")]
 pub struct Settings {
-    #[validate(length(min = 1, message = "must be a non-empty string"))]
+    #[validate(
+        length(min = 1, message = "must be a non-empty string"),
+        custom(function = "visible_text", message = "must contain visible text")
+    )]
     pub model: String,
     #[serde(deserialize_with = "whole_number")]
     #[validate(range(min = 1, message = "must be a positive integer"))]
@@ -56,9 +68,72 @@ fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Er
     value
         .as_u64()
         .or_else(|| as_integer(&value).and_then(|n| u64::try_from(n).ok()))
-        .ok_or_else(|| {
-            serde::de::Error::custom(format!("must be a positive integer (got {value})"))
+        // The rule, not the value: this message may reach /healthz about a planted file.
+        .ok_or_else(|| serde::de::Error::custom(MAX_TURNS_RULE))
+}
+
+/// Why a `max_turns` was refused; it names no part of the value.
+pub const MAX_TURNS_RULE: &str = "must be a positive integer";
+
+/// The characters that show nothing: whitespace, control characters, and the
+/// default-ignorable code points of Unicode's Basic Multilingual Plane (zero-width
+/// spaces and joiners, direction marks, variation selectors, the byte order mark, Hangul
+/// fillers, ...). A persona's name or prompt made only of these is empty to a reader.
+/// Ranges, inclusive; `openapi.yaml` has the same set as a `pattern`.
+const INVISIBLE: [(char, char); 18] = [
+    ('\u{0}', '\u{20}'),
+    ('\u{7f}', '\u{a0}'),
+    ('\u{ad}', '\u{ad}'),
+    ('\u{34f}', '\u{34f}'),
+    ('\u{61c}', '\u{61c}'),
+    ('\u{115f}', '\u{1160}'),
+    ('\u{1680}', '\u{1680}'),
+    ('\u{17b4}', '\u{17b5}'),
+    ('\u{180b}', '\u{180f}'),
+    ('\u{2000}', '\u{200f}'),
+    ('\u{2028}', '\u{202f}'),
+    ('\u{205f}', '\u{206f}'),
+    ('\u{3000}', '\u{3000}'),
+    ('\u{3164}', '\u{3164}'),
+    ('\u{fe00}', '\u{fe0f}'),
+    ('\u{feff}', '\u{feff}'),
+    ('\u{ffa0}', '\u{ffa0}'),
+    ('\u{fff0}', '\u{fff8}'),
+];
+
+fn is_visible(c: char) -> bool {
+    !INVISIBLE
+        .iter()
+        .any(|(low, high)| (*low..=*high).contains(&c))
+}
+
+/// An empty text is left to the `length` rule, so it gets one message, not two.
+fn visible_text(text: &str) -> Result<(), validator::ValidationError> {
+    if text.is_empty() || text.chars().any(is_visible) {
+        Ok(())
+    } else {
+        Err(validator::ValidationError::new("visible_text"))
+    }
+}
+
+/// The JSON Schema `pattern` (ECMA-262, and Python's `re`) a persona's text fields
+/// match: at least one character that is not invisible (see `INVISIBLE`).
+pub fn visible_text_pattern() -> String {
+    let escape = |c: char| match u32::from(c) {
+        code @ 0..=0xff => format!("\\x{code:02x}"),
+        code => format!("\\u{code:04x}"),
+    };
+    let ranges: String = INVISIBLE
+        .iter()
+        .map(|&(low, high)| {
+            if low == high {
+                escape(low)
+            } else {
+                format!("{}-{}", escape(low), escape(high))
+            }
         })
+        .collect();
+    format!("[^{ranges}]")
 }
 
 /// The integer a JSON number stands for, accepting `25.0` as JSON Schema does (an
@@ -116,6 +191,64 @@ fn flatten_errors(prefix: &str, errors: &ValidationErrors, out: &mut Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn persona_with(field: &str, text: &str) -> Value {
+        let mut value = serde_json::json!({
+            "name": "n", "description": "d", "system_prompt": "p",
+            "settings": {"model": "m", "max_turns": 1}
+        });
+        match field {
+            "model" => value["settings"]["model"] = text.into(),
+            _ => value[field] = text.into(),
+        }
+        value
+    }
+
+    #[test]
+    fn text_fields_must_contain_visible_text() {
+        let invisible = [
+            " ",
+            "\t\n\r ",
+            "\u{0}",
+            "\u{7f}\u{85}",
+            "\u{a0}\u{3000}",
+            "\u{200b}\u{feff}",
+        ];
+        for (field, path) in [
+            ("name", "name"),
+            ("description", "description"),
+            ("system_prompt", "system_prompt"),
+            ("model", "settings.model"),
+        ] {
+            for text in invisible {
+                assert_eq!(
+                    Persona::from_value(persona_with(field, text)),
+                    Err(format!("{path} must contain visible text")),
+                    "{field}: {text:?}"
+                );
+            }
+            for text in [" x ", "é", "\u{200b}a", "日本", "🙂"] {
+                assert!(
+                    Persona::from_value(persona_with(field, text)).is_ok(),
+                    "{text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn whitespace_and_control_characters_are_invisible() {
+        let chars = (0..=0x10ffff).filter_map(char::from_u32);
+        for c in chars.filter(|c| c.is_whitespace() || c.is_control()) {
+            assert!(!is_visible(c), "{c:?}");
+        }
+        let pattern = visible_text_pattern();
+        assert!(
+            pattern.starts_with("[^\\x00-\\x20\\x7f-\\xa0\\xad\\u034f"),
+            "{pattern}"
+        );
+        assert!(pattern.ends_with("\\ufff0-\\ufff8]"), "{pattern}");
+    }
 
     #[test]
     fn persona_errors_name_each_field() {

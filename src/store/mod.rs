@@ -41,7 +41,6 @@ pub use error::StoreError;
 pub use events::{Change, ChangeKind};
 pub use index::{Entry, Skipped, StoreHealth, Version};
 pub use ops::Switched;
-pub use recover::shim::persona_from_disk;
 
 use crate::limits::{BODY_LIMIT, WRITE_TIMEOUT};
 use crate::metrics::metrics;
@@ -441,7 +440,8 @@ fn read_persona(shared: &Shared, name: &SessionName) -> Result<Value, StoreError
             return Err(corrupt(format!("{PERSONA_FILE} {e}")));
         }
     };
-    recover::shim::persona_from_disk(&bytes).map_err(|e| corrupt(format!("{PERSONA_FILE} {e}")))
+    crate::model::persona_from_disk(&bytes)
+        .map_err(|e| corrupt(format!("{PERSONA_FILE} is not a valid persona: {e}")))
 }
 
 /// This run's epoch: microseconds since the Unix epoch at start-up, which no earlier

@@ -95,7 +95,7 @@ fn read_session(root: BorrowedFd<'_>, file_name: &str) -> Result<Metadata, Strin
     })?;
     let bytes = fsio::read_capped_at(&dir, METADATA_FILE, BODY_LIMIT)
         .map_err(|e| format!("{METADATA_FILE} {e}"))?;
-    let metadata = shim::metadata_from_disk(&bytes)
+    let metadata = crate::model::metadata_from_disk(&bytes)
         .map_err(|e| format!("{METADATA_FILE} does not parse: {e}"))?;
     if metadata.name != name {
         return Err(format!(
@@ -179,7 +179,7 @@ fn read_pointer(root: &Root) -> Option<Pointer> {
             return None;
         }
     };
-    match shim::from_disk(&bytes) {
+    match crate::model::from_disk(&bytes) {
         Ok(pointer) => Some(pointer),
         Err(e) => {
             tracing::warn!("{CURRENT_FILE} does not parse ({e}); rebuilding it from the sessions");
@@ -268,24 +268,4 @@ pub(super) fn resync(tx: &mut Tx<'_>) {
         tracing::warn!(error = %e, "cannot settle the store after a failed write");
     }
     tx.publish();
-}
-
-// TEMPORARY until the model's disk parsers land.
-pub(super) mod shim {
-    use crate::model::{Metadata, Persona};
-    use serde::de::DeserializeOwned;
-    fn reason(e: &serde_json::Error) -> String {
-        format!("at line {} column {}", e.line(), e.column())
-    }
-    pub fn metadata_from_disk(bytes: &[u8]) -> Result<Metadata, String> {
-        serde_json::from_slice(bytes).map_err(|e| reason(&e))
-    }
-    pub fn from_disk<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-        serde_json::from_slice(bytes).map_err(|e| reason(&e))
-    }
-    pub fn persona_from_disk(bytes: &[u8]) -> Result<serde_json::Value, String> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| reason(&e))?;
-        Persona::from_value(value.clone()).map_err(|_| "not a valid persona".to_owned())?;
-        Ok(value)
-    }
 }

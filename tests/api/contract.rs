@@ -604,3 +604,32 @@ async fn the_token_is_needed_exactly_where_the_spec_says() {
     }
     app.stop().await;
 }
+
+/// A persona's text fields carry the service's own rule as their `pattern`, so a client
+/// (or a fuzzer) that follows the spec never sends one the service refuses.
+#[test]
+fn persona_text_fields_carry_the_visible_text_rule() {
+    let doc = spec();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["VisibleText"]["pattern"].as_str(),
+        Some(visible_text_pattern().as_str())
+    );
+    let persona = &schemas["Persona"]["properties"];
+    let settings = &persona["settings"]["properties"];
+    for field in [
+        &persona["name"],
+        &persona["description"],
+        &persona["system_prompt"],
+        &settings["model"],
+    ] {
+        let node = field["allOf"][0]
+            .as_hash()
+            .map_or(field, |_| &field["allOf"][0]);
+        assert_eq!(
+            node["$ref"].as_str(),
+            Some("#/components/schemas/VisibleText"),
+            "{field:?}"
+        );
+    }
+}

@@ -5,6 +5,7 @@ mod helpers;
 
 mod active;
 mod binary;
+mod bodies;
 mod compat;
 mod concurrency;
 mod container;
