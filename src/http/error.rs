@@ -14,6 +14,10 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The request breaks HTTP itself (a missing or repeated `Host`, a target the
+    /// method cannot take).
+    #[error("{0}")]
+    BadRequest(String),
     /// A name or key in the path breaks the naming rules.
     #[error("{0}")]
     BadName(NameError),
@@ -60,6 +64,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ApiError::*;
         match self {
+            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
             BadName(_) => (StatusCode::BAD_REQUEST, "invalid-name", "Invalid name"),
             MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
             UnsupportedMediaType(_) => (

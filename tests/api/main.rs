@@ -13,6 +13,7 @@ mod crash;
 mod durability;
 #[cfg(feature = "failpoints")]
 mod failpoints;
+mod http_hardening;
 mod index;
 mod observability;
 mod personas;

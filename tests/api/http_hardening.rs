@@ -1,0 +1,100 @@
+//! HTTP below the routes: the request target and `Host` as RFC 9112 has them (absolute
+//! form, a missing or repeated `Host`, the asterisk form), a declared body over the limit,
+//! a flood of idle connections against the open-files limit, SIGHUP, and request ids
+//! too large to log. Raw TCP where a client library would not send the request as
+//! written; the real binary where the process itself is what is tested.
+
+use crate::helpers::*;
+
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host` (400 otherwise), and
+/// a target in absolute form names the host itself, so its authority passes the same
+/// check as `Host` (421 when foreign). Both are checked when both are sent. HTTP/1.0
+/// did not require `Host`, and still does not.
+#[tokio::test]
+async fn the_target_and_host_follow_rfc_9112() {
+    let app = TestApp::fresh().await;
+    let ours = app.addr.to_string();
+    let port = app.addr.port();
+    let get = |target: &str, version: &str, hosts: &[&str]| {
+        let mut request = format!("GET {target} {version}\r\nConnection: close\r\n");
+        for host in hosts {
+            request.push_str(&format!("Host: {host}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.into_bytes()
+    };
+
+    // Absolute form naming this service: served.
+    for target in [
+        format!("http://127.0.0.1:{port}/healthz"),
+        format!("http://localhost:{port}/healthz"),
+        "http://[::1]/healthz".to_owned(),
+    ] {
+        let response = raw_request(app.addr, &get(&target, "HTTP/1.1", &[&ours])).await;
+        assert_eq!(response.status, 200, "GET {target}: {response:?}");
+        assert_eq!(response.json()["status"], "ok");
+    }
+    // Absolute form naming another host: refused like such a Host, whatever Host says.
+    for (target, host) in [
+        ("http://evil.example/sessions".to_owned(), ours.as_str()),
+        (format!("http://evil.example:{port}/healthz"), ours.as_str()),
+        ("http://127.0.0.1.nip.io/healthz".to_owned(), ours.as_str()),
+        (format!("http://127.0.0.1:{port}/healthz"), "evil.example"),
+    ] {
+        let response = raw_request(app.addr, &get(&target, "HTTP/1.1", &[host])).await;
+        let body = assert_raw_problem(&response, 421, "misdirected-request", &target);
+        assert!(
+            body["detail"].as_str().unwrap().contains("evil.example")
+                || body["detail"].as_str().unwrap().contains("nip.io"),
+            "{body}"
+        );
+    }
+    // A write in absolute form to another host changes nothing.
+    let create = br#"{"name":"rebound"}"#;
+    let mut request = format!(
+        "POST http://evil.example/sessions HTTP/1.1\r\nHost: {ours}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        create.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(create);
+    let response = raw_request(app.addr, &request).await;
+    assert_raw_problem(
+        &response,
+        421,
+        "misdirected-request",
+        "POST in absolute form",
+    );
+    assert!(!app.session_dir("rebound").exists());
+
+    // HTTP/1.1 without Host, or with more than one: 400, on public and token routes.
+    for path in ["/healthz", "/sessions"] {
+        let response = raw_request(app.addr, &get(path, "HTTP/1.1", &[])).await;
+        let body = assert_raw_problem(&response, 400, "bad-request", "no Host");
+        assert_eq!(
+            body["detail"],
+            "an HTTP/1.1 request needs a Host header (RFC 9112, section 3.2)"
+        );
+        for hosts in [
+            [ours.as_str(), ours.as_str()],
+            [ours.as_str(), "evil.example"],
+        ] {
+            let response = raw_request(app.addr, &get(path, "HTTP/1.1", &hosts)).await;
+            let body = assert_raw_problem(&response, 400, "bad-request", "two Hosts");
+            assert_eq!(
+                body["detail"],
+                "the request has more than one Host header; send exactly one"
+            );
+        }
+    }
+    // HTTP/1.0 needs no Host; its absolute form is still checked.
+    let response = raw_request(app.addr, &get("/healthz", "HTTP/1.0", &[])).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    let response = raw_request(
+        app.addr,
+        &get("http://evil.example/healthz", "HTTP/1.0", &[]),
+    )
+    .await;
+    assert_raw_problem(&response, 421, "misdirected-request", "HTTP/1.0, absolute");
+    app.stop().await;
+}
