@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::limits::BODY_LIMIT;
 use crate::model::NameError;
 use crate::store::StoreError;
 
@@ -222,8 +223,7 @@ impl From<JsonRejection> for ApiError {
                 "send the body as JSON with 'Content-Type: application/json'".to_owned(),
             ),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
-                "the request body is larger than the limit of {} bytes",
-                crate::limits::BODY_LIMIT
+                "the request body is larger than the limit of {BODY_LIMIT} bytes"
             )),
             StatusCode::UNPROCESSABLE_ENTITY => ApiError::InvalidBody(detail),
             _ => ApiError::MalformedJson(detail),

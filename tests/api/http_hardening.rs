@@ -6,6 +6,8 @@
 
 use crate::helpers::*;
 
+use std::time::{Duration, Instant};
+
 /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host` (400 otherwise), and
 /// a target in absolute form names the host itself, so its authority passes the same
 /// check as `Host` (421 when foreign). Both are checked when both are sent. HTTP/1.0
@@ -96,5 +98,54 @@ async fn the_target_and_host_follow_rfc_9112() {
     )
     .await;
     assert_raw_problem(&response, 421, "misdirected-request", "HTTP/1.0, absolute");
+    app.stop().await;
+}
+
+/// A request whose `Content-Length` is over the limit is refused before its body is
+/// read: at once, not after the request timeout (30 s) waiting for bytes that never
+/// come. Only routes that read a body do so; the others answer as ever.
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused_at_once() {
+    let app = TestApp::fresh().await;
+    app.created("alpha").await;
+    let bound = Duration::from_secs(5);
+    let declared = |method: &str, path: &str, length: u64| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n",
+            app.addr
+        )
+    };
+    let over = BODY_LIMIT as u64 + 1;
+    for (method, path, length) in [
+        ("POST", "/sessions", 999_999_999_999),
+        ("POST", "/sessions", over),
+        ("PUT", "/sessions/active", 999_999_999_999),
+        ("PATCH", "/sessions/alpha", over),
+        ("PUT", "/sessions/alpha/persona", 999_999_999_999),
+    ] {
+        let started = Instant::now();
+        let request = declared(method, path, length);
+        let response = tokio::time::timeout(bound, raw_request(app.addr, request.as_bytes()))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: no answer within {bound:?}"));
+        let context = format!("{method} {path} with Content-Length {length}");
+        let body = assert_raw_problem(&response, 413, "payload-too-large", &context);
+        assert_eq!(
+            body["detail"],
+            format!(
+                "the request declares a body of {length} bytes; the limit is {BODY_LIMIT} bytes"
+            ),
+            "{context}"
+        );
+        assert!(started.elapsed() < bound);
+    }
+    assert_eq!(app.sessions_on_disk(), ["alpha"]);
+    // A route that reads no body does not care what length is declared.
+    let request = declared("GET", "/healthz", 999_999_999_999);
+    let response = tokio::time::timeout(bound, raw_request(app.addr, request.as_bytes()))
+        .await
+        .expect("GET /healthz answered");
+    assert_eq!(response.status, 200, "{response:?}");
     app.stop().await;
 }
