@@ -92,7 +92,8 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.guard.clone(),
             security::check_host_and_origin,
-        ));
+        ))
+        .layer(middleware::from_fn(asterisk_form));
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -192,6 +193,24 @@ async fn timeout_as_problem(response: Response) -> Response {
         .into_response();
     }
     response
+}
+
+/// The asterisk form (`OPTIONS * HTTP/1.1`, RFC 9112 §3.2.4) names the server, not a
+/// resource. `OPTIONS *` asks what the server supports (RFC 9110 §9.3.7): 204 with every
+/// method some route serves, public like `/healthz`, since the routes' own 405 answers
+/// tell as much. No other method can take that target: 400.
+async fn asterisk_form(req: Request, next: Next) -> Response {
+    if req.uri() != "*" {
+        return next.run(req).await;
+    }
+    if req.method() == Method::OPTIONS {
+        return (StatusCode::NO_CONTENT, [(header::ALLOW, routes::METHODS)]).into_response();
+    }
+    ApiError::BadRequest(format!(
+        "{} cannot take the target '*'; only OPTIONS can (RFC 9112, section 3.2.4)",
+        req.method()
+    ))
+    .into_response()
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -6,7 +6,10 @@
 
 use crate::helpers::*;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
 
 /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host` (400 otherwise), and
 /// a target in absolute form names the host itself, so its authority passes the same
@@ -147,5 +150,71 @@ async fn a_declared_body_over_the_limit_is_refused_at_once() {
         .await
         .expect("GET /healthz answered");
     assert_eq!(response.status, 200, "{response:?}");
+    app.stop().await;
+}
+
+const TOKEN: &str = "correct-horse-battery-staple";
+
+fn allow_set(value: &str) -> BTreeSet<String> {
+    value
+        .split(',')
+        .map(|m| m.trim().to_ascii_uppercase())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// `OPTIONS *` (RFC 9110 §9.3.7) asks the server, not a resource, what it supports: 204
+/// with `Allow` listing every method some route serves, without the token. Any other
+/// method cannot take the asterisk: 400.
+#[tokio::test]
+async fn options_asterisk_lists_the_methods_and_other_methods_cannot_use_it() {
+    let app = TestApp::fresh_with(Options {
+        token: Some(TOKEN.to_owned()),
+        ..Options::default()
+    })
+    .await;
+    let host = app.addr.to_string();
+    let response = raw_request(app.addr, &raw_http("OPTIONS", "*", &host, None)).await;
+    assert_eq!(response.status, 204, "{response:?}");
+    assert!(response.body.is_empty(), "{response:?}");
+    let allowed = allow_set(response.header("allow").expect("an Allow header"));
+
+    // The union of what each path serves, as its 405 answers say.
+    let mut served = BTreeSet::new();
+    for path in route_paths() {
+        let path = path.replace("{name}", "alpha").replace("{key}", "default");
+        let response = app.request(Method::TRACE, &path).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        served.extend(allow_set(response.headers()["allow"].to_str().unwrap()));
+    }
+    assert_eq!(allowed, served);
+    assert_eq!(
+        allowed,
+        allow_set("GET, HEAD, POST, PUT, PATCH, DELETE"),
+        "the methods of the API"
+    );
+
+    for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "TRACE"] {
+        let response = raw_request(app.addr, &raw_http(method, "*", &host, None)).await;
+        assert_eq!(response.status, 400, "{method} *: {response:?}");
+        if method != "HEAD" {
+            let body = assert_raw_problem(&response, 400, "bad-request", method);
+            assert_eq!(
+                body["detail"],
+                format!(
+                    "{method} cannot take the target '*'; only OPTIONS can (RFC 9112, \
+                     section 3.2.4)"
+                )
+            );
+        }
+    }
+    // Still behind the Host check.
+    let response = raw_request(app.addr, &raw_http("OPTIONS", "*", "evil.example", None)).await;
+    assert_raw_problem(
+        &response,
+        421,
+        "misdirected-request",
+        "OPTIONS * foreign Host",
+    );
     app.stop().await;
 }
