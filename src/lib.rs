@@ -14,7 +14,8 @@
 //!   the change events. Uses `model`, `metrics`, `limits`; knows nothing of HTTP.
 //! - [`metrics`]: the Prometheus registry. Uses `model`.
 //! - [`model`]: names, status, metadata, the patch type, personas; no HTTP, no I/O.
-//! - [`limits`]: body limit, timeouts: a leaf every layer may read.
+//! - [`limits`]: body limit, timeouts, the open-files limit and the connection cap: a
+//!   leaf every layer may read.
 //! - [`healthcheck`]: the client behind `session-manager healthcheck`; a leaf.
 
 pub mod config;

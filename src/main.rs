@@ -1,12 +1,13 @@
 //! The `session-manager` binary: parse the command line, set up logging, then serve or
-//! probe. Exit codes: 0 on a clean stop or a healthy probe, 1 otherwise.
+//! probe. Exit codes: 0 on a clean stop or a healthy probe, 1 otherwise. Serving, it
+//! raises its open-files limit first.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use session_manager::config::{self, Cli, Command, Config, LogFormat};
-use session_manager::healthcheck;
 use session_manager::http::app;
+use session_manager::{healthcheck, limits};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -47,6 +48,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    open_files();
     let state = config::build(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -83,6 +85,7 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                 Some(tokio::spawn(app::serve_router(
                     listener,
                     router,
+                    limits::METRICS_MAX_CONNECTIONS,
                     until_stopped(),
                 )))
             }
@@ -99,6 +102,30 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Raises the soft open-files limit to the hard one, and logs both with the number of
+/// connections `serve` takes at once under it.
+fn open_files() {
+    let files = limits::raise_open_files_limit();
+    if let Some(e) = &files.error {
+        tracing::warn!(
+            "cannot raise the open-files limit from {} to {}: {e}",
+            files.was,
+            files.hard
+        );
+    }
+    let connections = limits::max_connections(files.soft);
+    let raised = if files.soft == files.was {
+        String::new()
+    } else {
+        format!(", raised from {}", files.was)
+    };
+    tracing::info!(
+        "open-files limit: {} (hard {}{raised}); at most {connections} connections at once",
+        files.soft,
+        files.hard
+    );
 }
 
 /// The signals that stop the service gracefully.

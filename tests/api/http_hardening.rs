@@ -7,6 +7,7 @@
 use crate::helpers::*;
 
 use std::collections::BTreeSet;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -217,4 +218,73 @@ async fn options_asterisk_lists_the_methods_and_other_methods_cannot_use_it() {
         "OPTIONS * foreign Host",
     );
     app.stop().await;
+}
+
+/// With the usual soft limit of 1,024 open files and no room above it, 1,100 idle
+/// connections must not lock the service out: it caps its connections below the limit
+/// and makes room for a new one by closing the oldest, so `/healthz` still answers,
+/// and `accept` never fails.
+#[tokio::test]
+async fn a_flood_of_idle_connections_does_not_lock_out_healthz() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    const FLOOD: usize = 1_100;
+    // This process holds the flood: it needs room for it.
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )
+        .expect("raise this test's open-files limit");
+    }
+    let room = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    assert!(
+        room > 2 * FLOOD as u64,
+        "the test needs more than {room} files"
+    );
+
+    let dirs = Dirs::new();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"ulimit -n 1024 && exec "$0" "$@""#)
+        .arg(BINARY)
+        .args(binary_serve_args(&dirs.sessions(), &dirs.personas()));
+    binary_env(&mut command);
+    let server = BinaryServer::start(&mut command);
+    let cap = max_connections(1024);
+    let limit_line = format!("open-files limit: 1024 (hard 1024); at most {cap} connections");
+    assert!(
+        server.startup_log.iter().any(|l| l.contains(&limit_line)),
+        "no {limit_line:?} in {:#?}",
+        server.startup_log
+    );
+
+    let mut flood = Vec::with_capacity(FLOOD);
+    for _ in 0..FLOOD {
+        let stream = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("connect");
+        flood.push(stream);
+    }
+    let started = Instant::now();
+    let response = server
+        .request(Method::GET, "/healthz")
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("/healthz: {e}; stderr:\n{}", server.process.log()));
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // One more round, to show it was no accident of timing.
+    server.get_ok("/healthz").await;
+
+    let log = server.process.log();
+    assert!(!log.contains("accept failed"), "{log}");
+    let warnings = log.matches("at the connection cap").count();
+    assert_eq!(warnings, 1, "one warning, not one per connection:\n{log}");
+    drop(flood);
 }
