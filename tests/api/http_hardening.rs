@@ -288,3 +288,41 @@ async fn a_flood_of_idle_connections_does_not_lock_out_healthz() {
     assert_eq!(warnings, 1, "one warning, not one per connection:\n{log}");
     drop(flood);
 }
+
+/// SIGHUP reloads the persona library (an operator's edits show without a restart) and
+/// says so in the log; the service keeps running. A reload that fails keeps the
+/// library that was loaded.
+#[tokio::test]
+async fn sighup_reloads_the_persona_library_and_keeps_serving() {
+    let dirs = Dirs::new();
+    let mut server = BinaryServer::start(&mut binary_command(&dirs.sessions(), &dirs.personas()));
+    let (status, _) = server.must(Method::GET, "/personas/reviewer", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    std::fs::write(
+        dirs.personas().join("reviewer.json"),
+        custom_persona().to_string(),
+    )
+    .unwrap();
+    std::fs::write(dirs.personas().join("broken.json"), "{").unwrap();
+    BinaryProcess::signal_pid(server.process.pid(), "HUP");
+    server.process.expect_line(
+        "SIGHUP received: persona library reloaded (5 personas, 1 skipped)",
+        Duration::from_secs(10),
+    );
+    assert_eq!(server.get_ok("/personas/reviewer").await, custom_persona());
+    assert_eq!(server.get_ok("/healthz").await["status"], "degraded");
+
+    // The directory gone: the reload fails, the library loaded before is still served.
+    std::fs::rename(dirs.personas(), dirs.root.path().join("moved")).unwrap();
+    BinaryProcess::signal_pid(server.process.pid(), "HUP");
+    server.process.expect_line(
+        "SIGHUP received: the persona library could not be reloaded",
+        Duration::from_secs(10),
+    );
+    assert_eq!(server.get_ok("/personas/reviewer").await, custom_persona());
+
+    BinaryProcess::signal_pid(server.process.pid(), "TERM");
+    let status = server.process.wait_exit(Duration::from_secs(25));
+    assert_eq!(status.code(), Some(0), "{}", server.process.log());
+}
