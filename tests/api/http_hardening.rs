@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
+use tokio::io::AsyncWriteExt;
 
 /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host` (400 otherwise), and
 /// a target in absolute form names the host itself, so its authority passes the same
@@ -325,4 +326,55 @@ async fn sighup_reloads_the_persona_library_and_keeps_serving() {
     BinaryProcess::signal_pid(server.process.pid(), "TERM");
     let status = server.process.wait_exit(Duration::from_secs(25));
     assert_eq!(status.code(), Some(0), "{}", server.process.log());
+}
+
+/// A 300 KB `x-request-id` is neither echoed nor logged: 50 such requests grow the log
+/// by a line each, not by their ids. hyper reads a header this large (its read buffer
+/// holds about 400 KB), so each is answered, with an id of the service's own.
+#[tokio::test]
+async fn a_huge_request_id_is_not_echoed_or_logged() {
+    let dirs = Dirs::new();
+    let mut server = BinaryServer::start(&mut binary_command(&dirs.sessions(), &dirs.personas()));
+    server.get_ok("/healthz").await;
+    let huge = "r".repeat(300_000);
+    let before = server.process.log().len();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nx-request-id: ",
+            server.addr
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(huge.as_bytes()).await.unwrap();
+        stream.write_all(b"\r\n\r\n").await.unwrap();
+        let mut bytes = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes),
+        )
+        .await
+        .expect("an answer within 10 s")
+        .expect("read the answer");
+        let response = parse_raw_response(&bytes);
+        assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&bytes));
+        let id = response.header("x-request-id").expect("a request id");
+        assert!(id.len() <= 64, "echoed {} bytes", id.len());
+        assert!(!bytes.windows(64).any(|w| w == &huge.as_bytes()[..64]));
+    }
+    // Wait until every answer is logged: one more request, whose line comes last.
+    server
+        .request(Method::GET, "/healthz")
+        .header("x-request-id", "the-last-one")
+        .send()
+        .await
+        .unwrap();
+    server
+        .process
+        .expect_line("the-last-one", Duration::from_secs(10));
+    let log = server.process.log();
+    let grown = log.len() - before;
+    assert!(grown < 10 * 1024, "the log grew by {grown} bytes");
+    assert!(!log.contains(&huge[..64]));
+    let longest = log.lines().map(str::len).max().unwrap_or_default();
+    assert!(longest < 1024, "a log line of {longest} bytes");
 }
