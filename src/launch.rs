@@ -180,6 +180,17 @@ mod tests {
         .spec(|| NEW.to_owned())
     }
 
+    /// The conversation, the mode asked, print mode; the argv, conversation and mode
+    /// expected.
+    type Row<'a> = (
+        Option<&'a str>,
+        Option<Mode>,
+        bool,
+        Vec<String>,
+        &'a str,
+        Mode,
+    );
+
     /// Every shipped persona, in every mode, with and without print mode: the whole
     /// command line, written out.
     #[test]
@@ -210,7 +221,7 @@ mod tests {
                 "--max-turns",
                 &turns,
             ];
-            let table: [(Option<&str>, Option<Mode>, bool, Vec<String>, &str, Mode); 8] = [
+            let table: [Row; 8] = [
                 (
                     None,
                     None,

@@ -16,7 +16,8 @@
 //! - [`launch`]: the launch spec, persona settings turned into the CLI's command line.
 //!   Uses `model`; no I/O.
 //! - [`model`]: names, status, metadata, the patch type, personas; no HTTP, no I/O.
-//! - [`limits`]: body limit, timeouts: a leaf every layer may read.
+//! - [`limits`]: body limit, timeouts, the open-files limit and the connection cap: a
+//!   leaf every layer may read.
 //! - [`process`]: whether a recorded process is still the one recorded, from `/proc`.
 //!   Uses `model`.
 //! - [`healthcheck`]: the client behind `session-manager healthcheck`; a leaf.

@@ -1,13 +1,17 @@
 //! The `session-manager` binary: parse the command line, set up logging, then serve or
-//! probe. Exit codes: 0 on a clean stop or a healthy probe, 1 otherwise.
+//! probe. Exit codes: 0 on a clean stop or a healthy probe, 1 otherwise. Serving, it
+//! raises its open-files limit first, and hears SIGTERM and SIGINT (stop) and SIGHUP
+//! (reload the persona library).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use session_manager::config::{self, Cli, Command, Config, LogFormat};
-use session_manager::healthcheck;
 use session_manager::http::app;
 use session_manager::limits::BLOCKING_GRACE;
+use session_manager::personas::Personas;
+use session_manager::{healthcheck, limits};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -48,6 +52,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    open_files();
     let state = config::build(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,13 +89,15 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                 Some(tokio::spawn(app::serve_router(
                     listener,
                     router,
+                    limits::METRICS_MAX_CONNECTIONS,
                     until_stopped(),
                 )))
             }
             None => None,
         };
+        let personas = state.personas.clone();
         tokio::spawn(async move {
-            signals.wait().await;
+            signals.serve(personas).await;
             let _ = stop.send(true);
         });
         app::serve(listener, state, until_stopped()).await?;
@@ -107,10 +114,36 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The signals that stop the service gracefully.
+/// Raises the soft open-files limit to the hard one, and logs both with the number of
+/// connections `serve` takes at once under it.
+fn open_files() {
+    let files = limits::raise_open_files_limit();
+    if let Some(e) = &files.error {
+        tracing::warn!(
+            "cannot raise the open-files limit from {} to {}: {e}",
+            files.was,
+            files.hard
+        );
+    }
+    let connections = limits::max_connections(files.soft);
+    let raised = if files.soft == files.was {
+        String::new()
+    } else {
+        format!(", raised from {}", files.was)
+    };
+    tracing::info!(
+        "open-files limit: {} (hard {}{raised}); at most {connections} connections at once",
+        files.soft,
+        files.hard
+    );
+}
+
+/// The signals the service acts on: SIGTERM and SIGINT stop it gracefully, SIGHUP
+/// reloads the persona library.
 struct Signals {
     term: Signal,
     int: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -118,13 +151,44 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn wait(mut self) {
-        tokio::select! {
-            _ = self.term.recv() => tracing::info!("SIGTERM received"),
-            _ = self.int.recv() => tracing::info!("SIGINT received"),
+    /// Reloads `personas` on each SIGHUP; returns on SIGTERM or SIGINT.
+    async fn serve(mut self, personas: Arc<Personas>) {
+        loop {
+            let stop = tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+                _ = self.hup.recv() => {
+                    reload(personas.clone()).await;
+                    continue;
+                }
+            };
+            tracing::info!("{stop} received");
+            return;
         }
+    }
+}
+
+/// Reads the persona library again, off the runtime's threads; the library loaded
+/// before stays in service when that fails.
+async fn reload(personas: Arc<Personas>) {
+    let reloaded = tokio::task::spawn_blocking(move || {
+        personas.reload()?;
+        let library = personas.library();
+        Ok::<_, std::io::Error>((library.personas.len(), library.skipped.len()))
+    })
+    .await;
+    match reloaded {
+        Ok(Ok((loaded, skipped))) => tracing::info!(
+            "SIGHUP received: persona library reloaded ({loaded} personas, {skipped} skipped)"
+        ),
+        Ok(Err(e)) => tracing::error!(
+            "SIGHUP received: the persona library could not be reloaded: {e}; the library \
+             loaded before is still served"
+        ),
+        Err(e) => tracing::error!("SIGHUP received: the reload failed: {e}"),
     }
 }

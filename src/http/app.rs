@@ -13,10 +13,8 @@ use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
@@ -26,11 +24,15 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use super::connections::Connections;
 use super::error::ApiError;
 use super::routes::{self, Access};
 use super::security;
 use super::state::AppState;
-use crate::limits::{BODY_LIMIT, HEADER_READ_TIMEOUT, REQUEST_TIMEOUT, SHUTDOWN_GRACE};
+use crate::limits::{
+    BODY_LIMIT, HEADER_READ_TIMEOUT, REQUEST_TIMEOUT, SHUTDOWN_GRACE, max_connections,
+    open_files_limit,
+};
 use crate::metrics::metrics;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -92,7 +94,8 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.guard.clone(),
             security::check_host_and_origin,
-        ));
+        ))
+        .layer(middleware::from_fn(asterisk_form));
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -194,6 +197,24 @@ async fn timeout_as_problem(response: Response) -> Response {
     response
 }
 
+/// The asterisk form (`OPTIONS * HTTP/1.1`, RFC 9112 §3.2.4) names the server, not a
+/// resource. `OPTIONS *` asks what the server supports (RFC 9110 §9.3.7): 204 with every
+/// method some route serves, public like `/healthz`, since the routes' own 405 answers
+/// tell as much. No other method can take that target: 400.
+async fn asterisk_form(req: Request, next: Next) -> Response {
+    if req.uri() != "*" {
+        return next.run(req).await;
+    }
+    if req.method() == Method::OPTIONS {
+        return (StatusCode::NO_CONTENT, [(header::ALLOW, routes::METHODS)]).into_response();
+    }
+    ApiError::BadRequest(format!(
+        "{} cannot take the target '*'; only OPTIONS can (RFC 9112, section 3.2.4)",
+        req.method()
+    ))
+    .into_response()
+}
+
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!(
         "no route for {}; see openapi.yaml for the routes",
@@ -210,33 +231,40 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, lets
-/// in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns.
+/// in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns. At most
+/// [`max_connections`] of the process's open-files limit are served at once.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    serve_router(listener, router(state), shutdown).await
+    let cap = max_connections(open_files_limit());
+    serve_router(listener, router(state), cap, shutdown).await
 }
 
-/// [`serve`] for any router (the API's, or the metrics listener's).
+/// [`serve`] for any router (the API's, or the metrics listener's), with at most
+/// `max_connections` connections at once (see [`Connections`]).
 pub async fn serve_router(
     listener: TcpListener,
     router: Router,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let service = TowerToHyperService::new(router);
-    let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     // Connection tasks are owned here, not detached: serve returns only once every
     // one has ended and dropped its handle on the state (the store and its lock).
-    let mut connections = JoinSet::new();
+    let mut connections = Connections::new(max_connections);
     tokio::pin!(shutdown);
     loop {
+        let next = async {
+            connections.make_room().await;
+            listener.accept().await
+        };
         let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = next => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
@@ -247,26 +275,12 @@ pub async fn serve_router(
             },
             () = &mut shutdown => break,
         };
-        while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
-        let conn = graceful.watch(conn);
-        connections.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
+        connections.spawn(http.serve_connection(TokioIo::new(stream), service.clone()));
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
-    let drained = async {
-        graceful.shutdown().await;
-        while connections.join_next().await.is_some() {}
-    };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
-        tracing::warn!("shutdown grace period over; closing the remaining connections");
-        connections.shutdown().await;
-    }
+    connections.shut_down(SHUTDOWN_GRACE).await;
     Ok(())
 }
 

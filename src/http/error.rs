@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::limits::BODY_LIMIT;
 use crate::model::{NameError, StrictError};
 use crate::store::StoreError;
 
@@ -14,6 +15,10 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The request breaks HTTP itself (a missing or repeated `Host`, a target the
+    /// method cannot take).
+    #[error("{0}")]
+    BadRequest(String),
     /// A name or key in the path breaks the naming rules.
     #[error("{0}")]
     BadName(NameError),
@@ -60,6 +65,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ApiError::*;
         match self {
+            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
             BadName(_) => (StatusCode::BAD_REQUEST, "invalid-name", "Invalid name"),
             MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
             UnsupportedMediaType(_) => (
@@ -221,8 +227,7 @@ impl From<JsonRejection> for ApiError {
                 "send the body as JSON with 'Content-Type: application/json'".to_owned(),
             ),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
-                "the request body is larger than the limit of {} bytes",
-                crate::limits::BODY_LIMIT
+                "the request body is larger than the limit of {BODY_LIMIT} bytes"
             )),
             StatusCode::UNPROCESSABLE_ENTITY => ApiError::InvalidBody(detail),
             _ => ApiError::MalformedJson(detail),

@@ -3,6 +3,7 @@
 //! before any handler, so no unchecked text ever reaches the store or a path.
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -10,11 +11,13 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
+use crate::limits::BODY_LIMIT;
 use crate::model::{PersonaKey, SessionName, from_json_value, parse_strict};
 
-/// A JSON object body, with problem+json rejections: 415 without a JSON content type,
-/// 413 over the body limit, 400 when it is not JSON at all, 422 when it is JSON but not
-/// an object of the expected shape (the detail names the field) or an object in it
+/// A JSON object body, with problem+json rejections: 413 when the declared length is
+/// over the body limit, 415 without a JSON content type, 413 when a body of no declared
+/// length runs over the limit, 400 when it is not JSON at all, 422 when it is JSON but
+/// not an object of the expected shape (the detail names the field) or an object in it
 /// repeats a key.
 ///
 /// Parsing is two steps on purpose: syntax first, then shape. A single serde pass
@@ -33,6 +36,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        refuse_declared_excess(&req)?;
         let axum::Json(raw) = axum::Json::<Box<RawValue>>::from_request(req, state).await?;
         let value = parse_strict(raw.get().as_bytes())?;
         if !value.is_object() {
@@ -41,6 +45,26 @@ where
         from_json_value(value)
             .map(Json)
             .map_err(ApiError::InvalidBody)
+    }
+}
+
+/// A `Content-Length` over the limit is refused before any of the body is read: reading
+/// would wait for bytes that may never come, until the request timeout (30 s) answered
+/// 408. Checked here rather than in a layer (tower-http's `RequestBodyLimitLayer` also
+/// looks at the header up front) so that only a route that reads a body refuses one,
+/// after the Host, token and name checks, with a detail of our own; `DefaultBodyLimit`
+/// still counts a body without a declared length as it arrives.
+fn refuse_declared_excess(req: &Request) -> Result<(), ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > BODY_LIMIT as u64 => Err(ApiError::PayloadTooLarge(format!(
+            "the request declares a body of {length} bytes; the limit is {BODY_LIMIT} bytes"
+        ))),
+        _ => Ok(()),
     }
 }
 

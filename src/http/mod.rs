@@ -2,6 +2,8 @@
 //!
 //! - [`app`]: the router with all its layers, and `serve`, the seam `main` and the
 //!   tests share;
+//! - [`connections`]: the connections a listener serves, under a cap, and how they
+//!   are asked to close;
 //! - [`state`]: the handle every handler gets;
 //! - [`routes`]: one module per resource, and the table the router is built from;
 //! - [`wire`]: the session's JSON (with the computed `dir`) and the cached list body;
@@ -12,9 +14,11 @@
 //!
 //! Within it, `error` uses no other HTTP module; `security` and `extract` use only
 //! `error`; `state` holds the store, the personas and the token check; `routes` use
-//! `state`, `wire`, `extract` and `error`; `app` assembles them all.
+//! `state`, `wire`, `extract` and `error`; `connections` uses none of them; `app`
+//! assembles them all.
 
 pub mod app;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod routes;

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Version, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -103,21 +103,45 @@ fn host_part(authority: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host` (400 otherwise; HTTP/1.0
+/// did not require one), and a target in absolute form (`GET http://host/path`) names
+/// the host itself, so its authority must name this service as `Host` must (421). A
+/// server is to prefer the target's authority to `Host`; both are checked here, since a
+/// request is only safe to serve when neither names another host.
+fn check_host(guard: &HostGuard, req: &Request) -> Result<(), ApiError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ApiError::BadRequest(
+            "the request has more than one Host header; send exactly one".to_owned(),
+        ));
+    }
+    if host.is_none() && req.version() == Version::HTTP_11 {
+        return Err(ApiError::BadRequest(
+            "an HTTP/1.1 request needs a Host header (RFC 9112, section 3.2)".to_owned(),
+        ));
+    }
+    let target = req.uri().authority().map(|a| a.host());
+    let header = host.map(|h| host_part(h.to_str().unwrap_or_default()));
+    for name in target.into_iter().chain(header) {
+        if !guard.allows_host(name) {
+            return Err(ApiError::MisdirectedRequest(format!(
+                "this service does not answer for the host {name:?}; use a loopback address, \
+                 or add the name with --allowed-host"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The middleware in front of every route: `Host` and `Origin` must name this service.
 pub async fn check_host_and_origin(
     State(guard): State<Arc<HostGuard>>,
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(host) = req.headers().get(header::HOST) {
-        let host = host.to_str().unwrap_or_default();
-        if !guard.allows_host(host_part(host)) {
-            return ApiError::MisdirectedRequest(format!(
-                "this service does not answer for the host {host:?}; use a loopback address, \
-                 or add the name with --allowed-host"
-            ))
-            .into_response();
-        }
+    if let Err(refusal) = check_host(&guard, &req) {
+        return refusal.into_response();
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();

@@ -15,6 +15,7 @@ mod durability;
 #[cfg(feature = "failpoints")]
 mod failpoints;
 mod hostile;
+mod http_hardening;
 #[cfg(feature = "failpoints")]
 mod hung;
 mod index;

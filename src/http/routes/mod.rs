@@ -18,6 +18,10 @@ pub enum Access {
     Token,
 }
 
+/// Every method some path of [`table`] serves (`HEAD` with each `GET`): what `OPTIONS *`
+/// answers in `Allow`. A test keeps it equal to the union of the routes' own lists.
+pub const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
+
 /// Every path the service serves, with its methods and access.
 pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
     use Access::*;

@@ -264,7 +264,7 @@ impl Drop for TestApp {
 
 // ---- The rest of the crate that tests use.
 
-pub use session_manager::limits::{BODY_LIMIT, HEADER_READ_TIMEOUT};
+pub use session_manager::limits::{BODY_LIMIT, HEADER_READ_TIMEOUT, max_connections};
 pub use session_manager::model::visible_text_pattern;
 
 /// The paths of the router's table (`routes::table()`).

@@ -14,7 +14,7 @@ pub fn problem_type(slug: &str) -> String {
 
 /// The error table's slugs by status: the problems an answer with that status may be.
 const SLUGS_BY_STATUS: [(u16, &[&str]); 14] = [
-    (400, &["invalid-name", "malformed-json"]),
+    (400, &["bad-request", "invalid-name", "malformed-json"]),
     (401, &["unauthorized"]),
     (403, &["forbidden-origin"]),
     (404, &["not-found"]),
