@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::http::security::{Auth, HostGuard};
 use crate::http::state::AppState;
+use crate::launch::LaunchConfig;
 use crate::personas::Personas;
-use crate::store::{Store, StoreError};
+use crate::store::{Options, Store, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(name = "session-manager", version, about)]
@@ -27,6 +28,12 @@ pub enum Command {
     Serve,
     /// Probe a running instance's /healthz on --listen; exit 0 when it answers 200.
     Healthcheck,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,6 +96,34 @@ pub struct Config {
         global = true
     )]
     pub write_timeout: std::time::Duration,
+
+    /// The Claude Code program the launch spec names (a name looked up in the bot's
+    /// PATH, or an absolute path).
+    #[arg(
+        long,
+        env = "SESSION_MANAGER_CLAUDE_BIN",
+        default_value = "claude",
+        global = true
+    )]
+    pub claude_bin: String,
+
+    /// The most sessions whose process may be alive at once: a launch spec that would
+    /// make one more is 429, naming the live sessions the bot may stop first
+    /// [default: unlimited].
+    #[arg(long, env = "SESSION_MANAGER_MAX_LIVE", global = true)]
+    pub max_live: Option<std::num::NonZeroUsize>,
+
+    /// Whether recorded processes are checked in /proc: `off` when the bot runs in
+    /// another PID namespace (another container), where its pids mean nothing here;
+    /// every process is then `unknown`.
+    #[arg(
+        long,
+        env = "SESSION_MANAGER_PROCESS_CHECK",
+        value_enum,
+        default_value = "on",
+        global = true
+    )]
+    pub process_check: Switch,
 
     /// Log format on stderr.
     #[arg(
@@ -165,7 +200,7 @@ impl Config {
 }
 
 /// A duration with a unit: `10s`, `500ms`, `2m`.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -230,7 +265,13 @@ pub fn build(config: &Config) -> Result<AppState, StartError> {
     config.check_exposure(token.is_some())?;
     let sessions_dir = config.sessions_dir()?;
     let personas_dir = config.personas_dir()?;
-    let store = Store::open_with(&sessions_dir, config.write_timeout)?;
+    let store = Store::open_with(
+        &sessions_dir,
+        Options {
+            write_timeout: config.write_timeout,
+            process_check: config.process_check == Switch::On,
+        },
+    )?;
     let personas = Personas::open(&personas_dir).map_err(|source| StartError::Personas {
         dir: personas_dir,
         source,
@@ -240,5 +281,9 @@ pub fn build(config: &Config) -> Result<AppState, StartError> {
         personas,
         Auth::new(token.as_deref()),
         HostGuard::new(config.listen, &config.allowed_hosts),
+        LaunchConfig {
+            claude_bin: config.claude_bin.clone(),
+            max_live: config.max_live.map(|n| n.get()),
+        },
     ))
 }

@@ -18,6 +18,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{LaunchSettings, Persona, PromptMode, SessionName};
 
+/// How this service makes launch specs (`--claude-bin`, `--max-live`).
+#[derive(Debug, Clone)]
+pub struct LaunchConfig {
+    pub claude_bin: String,
+    /// The most sessions whose process may be alive at once.
+    pub max_live: Option<usize>,
+}
+
 /// Which conversation a run continues or starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

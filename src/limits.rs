@@ -14,6 +14,9 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How often every recorded process is checked, so that one that ended is announced
+/// even when nobody reads its session.
+pub const PROCESS_CHECK_PERIOD: Duration = Duration::from_secs(10);
 /// How long a write may take before its caller is answered 503 and `/healthz` turns
 /// unhealthy (`--write-timeout`).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);

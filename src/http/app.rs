@@ -30,8 +30,8 @@ use super::routes::{self, Access};
 use super::security;
 use super::state::AppState;
 use crate::limits::{
-    BODY_LIMIT, HEADER_READ_TIMEOUT, REQUEST_TIMEOUT, SHUTDOWN_GRACE, max_connections,
-    open_files_limit,
+    BODY_LIMIT, HEADER_READ_TIMEOUT, PROCESS_CHECK_PERIOD, REQUEST_TIMEOUT, SHUTDOWN_GRACE,
+    max_connections, open_files_limit,
 };
 use crate::metrics::metrics;
 
@@ -239,7 +239,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let cap = max_connections(open_files_limit());
-    serve_router(listener, router(state), cap, shutdown).await
+    // A process that ends is noticed (and announced on the feed) within this period,
+    // even when nobody reads its session.
+    let watcher = tokio::spawn({
+        let store = state.store.clone();
+        async move {
+            let mut every = tokio::time::interval(PROCESS_CHECK_PERIOD);
+            loop {
+                every.tick().await;
+                let store = store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.check_processes()).await;
+            }
+        }
+    });
+    let served = serve_router(listener, router(state), cap, shutdown).await;
+    watcher.abort();
+    served
 }
 
 /// [`serve`] for any router (the API's, or the metrics listener's), with at most

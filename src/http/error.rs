@@ -43,6 +43,20 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Corrupt(String),
+    /// A session's recorded process is still alive; carries its pid.
+    #[error("{0}")]
+    ProcessAlive(String, i64),
+    #[error("{0}")]
+    BudgetExhausted(String),
+    /// Resume or fork asked of a session without a conversation.
+    #[error("{0}")]
+    NoConversation(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// More live sessions than `--max-live`; carries the live sessions, least recently
+    /// used first, that the bot may stop.
+    #[error("{0}")]
+    TooManyLive(String, Vec<serde_json::Value>),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -97,6 +111,19 @@ impl ApiError {
             Exists(_) => (StatusCode::CONFLICT, "exists", "Session already exists"),
             Conflict(_) => (StatusCode::CONFLICT, "status-conflict", "Status conflict"),
             Corrupt(_) => (StatusCode::CONFLICT, "corrupt-entry", "Corrupt entry"),
+            ProcessAlive(..) => (StatusCode::CONFLICT, "process-alive", "Process alive"),
+            BudgetExhausted(_) => (StatusCode::CONFLICT, "budget-exhausted", "Budget exhausted"),
+            NoConversation(_) => (StatusCode::CONFLICT, "no-conversation", "No conversation"),
+            PreconditionFailed(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Precondition failed",
+            ),
+            TooManyLive(..) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-live",
+                "Too many live sessions",
+            ),
             Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ForbiddenOrigin(_) => (
                 StatusCode::FORBIDDEN,
@@ -148,6 +175,9 @@ pub struct Problem {
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
+    /// Extension members (RFC 9457 §3.2) of the problem types that carry data.
+    #[serde(flatten)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -160,11 +190,22 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
+        let mut extensions = serde_json::Map::new();
+        match &self {
+            ApiError::ProcessAlive(_, pid) => {
+                extensions.insert("pid".into(), (*pid).into());
+            }
+            ApiError::TooManyLive(_, live) => {
+                extensions.insert("stop_first".into(), live.clone().into());
+            }
+            _ => {}
+        }
         let problem = Problem {
             kind: format!("tag:session-manager,2026:{slug}"),
             title,
             status: status.as_u16(),
             detail,
+            extensions,
         };
         let mut response = (status, axum::Json(problem)).into_response();
         response
@@ -187,6 +228,9 @@ impl From<StoreError> for ApiError {
                 "{e}; delete it first (DELETE /sessions/{{name}}) or choose another name"
             )),
             StoreError::Conflict(detail) => ApiError::Conflict(detail),
+            StoreError::Invalid(detail) => ApiError::InvalidBody(detail),
+            StoreError::ProcessAlive { pid, .. } => ApiError::ProcessAlive(e.to_string(), pid),
+            StoreError::PreconditionFailed { .. } => ApiError::PreconditionFailed(e.to_string()),
             StoreError::Corrupt { .. } => ApiError::Corrupt(format!(
                 "{e}; it is not served until an operator repairs or removes it on disk"
             )),

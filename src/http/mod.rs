@@ -8,6 +8,7 @@
 //! - [`routes`]: one module per resource, and the table the router is built from;
 //! - [`wire`]: the session's JSON (with the computed `dir`) and the cached list body;
 //! - [`extract`]: the JSON and name extractors, whose rejections are problem answers;
+//! - [`conditional`]: `ETag`, `If-Match` and `If-None-Match`;
 //! - [`security`]: the bearer token and the Host/Origin checks, as middlewares with
 //!   their own state;
 //! - [`error`]: `ApiError` and the one table of statuses and titles (RFC 9457).
@@ -18,6 +19,7 @@
 //! assembles them all.
 
 pub mod app;
+pub mod conditional;
 pub mod connections;
 pub mod error;
 pub mod extract;

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::security::{Auth, HostGuard};
 use super::wire::ListCache;
+use crate::launch::LaunchConfig;
 use crate::personas::Personas;
 use crate::store::Store;
 
@@ -17,12 +18,21 @@ pub struct AppState {
     /// The names a request may use for this service in `Host` and `Origin`.
     pub guard: Arc<HostGuard>,
     pub lists: Arc<ListCache>,
+    /// How launch specs are made: the program, the live-process cap.
+    pub launch: Arc<LaunchConfig>,
     pub started: Instant,
 }
 
 impl AppState {
-    pub fn new(store: Store, personas: Personas, auth: Auth, guard: HostGuard) -> Self {
+    pub fn new(
+        store: Store,
+        personas: Personas,
+        auth: Auth,
+        guard: HostGuard,
+        launch: LaunchConfig,
+    ) -> Self {
         Self {
+            launch: Arc::new(launch),
             store,
             personas: Arc::new(personas),
             auth: Arc::new(auth),

@@ -1,32 +1,98 @@
-//! The session's wire format: its metadata plus the computed `dir` ([`SessionJson`]),
-//! and the body of `GET /sessions`, cached until the store's version moves
-//! ([`ListCache`]).
+//! The session's wire format: its metadata plus what is computed at answer time — `dir`,
+//! `process` and `idle_seconds` ([`SessionJson`]) — and the body of `GET /sessions`,
+//! cached for as long as it stays true ([`ListCache`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::{Map, Value};
 
-use crate::model::{Metadata, Status};
+use crate::model::{Conversation, ConversationId, Dollars, Metadata, Status, Timestamp, Usage};
+use crate::process::Liveness;
 use crate::store::{Entry, Store, Version};
 
-/// A session as answered: its metadata plus `dir`, the absolute path of its directory,
-/// which is computed, never stored.
+/// The names computed at answer time: a stored field of the same name (someone else's)
+/// is not shown, so that it cannot shadow them.
+const COMPUTED: [&str; 3] = ["dir", "process", "idle_seconds"];
+
+/// A session as answered: its metadata as stored (each field this service added only
+/// when it has a value, as in the file), `dir` (the absolute path of its directory),
+/// `process` (whether its recorded process runs) and `idle_seconds` (since the last
+/// switch to it or report about it).
 #[derive(Debug, Clone)]
 pub struct SessionJson {
     pub entry: Arc<Entry>,
     pub dir: PathBuf,
+    pub process: Liveness,
+    pub idle_seconds: u64,
 }
 
 impl SessionJson {
     pub fn new(store: &Store, entry: Arc<Entry>) -> Self {
+        Self::at(store, entry, SystemTime::now())
+    }
+
+    fn at(store: &Store, entry: Arc<Entry>, now: SystemTime) -> Self {
         let dir = store.session_dir(&entry.metadata.name);
-        Self { entry, dir }
+        let process = store.liveness(&entry);
+        let idle_seconds = idle_seconds(&entry.metadata, now);
+        Self {
+            entry,
+            dir,
+            process,
+            idle_seconds,
+        }
     }
 
     pub fn metadata(&self) -> &Metadata {
         &self.entry.metadata
+    }
+
+    pub fn version(&self) -> Version {
+        self.entry.version
+    }
+}
+
+/// Seconds since the last switch to the session or report about it.
+pub fn idle_seconds(metadata: &Metadata, now: SystemTime) -> u64 {
+    let last = metadata
+        .last_report
+        .map_or(metadata.last_active, |r| r.max(metadata.last_active));
+    now.duration_since(last.to_system_time())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The usage totals, without the ids kept to count each message once.
+#[derive(Serialize)]
+struct UsageView<'a> {
+    cost_usd: Dollars,
+    turns: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_tokens: u64,
+    cache_creation_tokens: u64,
+    results: u64,
+    updated: Timestamp,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+impl<'a> From<&'a Usage> for UsageView<'a> {
+    fn from(u: &'a Usage) -> Self {
+        Self {
+            cost_usd: u.cost_usd,
+            turns: u.turns,
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cache_read_tokens: u.cache_read_tokens,
+            cache_creation_tokens: u.cache_creation_tokens,
+            results: u.results,
+            updated: u.updated,
+            extra: &u.extra,
+        }
     }
 }
 
@@ -34,62 +100,119 @@ impl Serialize for SessionJson {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct View<'a> {
+            name: &'a str,
+            created: Timestamp,
+            last_active: Timestamp,
+            persona: &'a Option<String>,
+            pid: Option<i64>,
+            status: Status,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pid_recorded: Option<Timestamp>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            conversation: Option<ConversationId>,
+            #[serde(skip_serializing_if = "<[Conversation]>::is_empty")]
+            conversations: &'a [Conversation],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            usage: Option<UsageView<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            budget_usd: Option<Dollars>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            last_report: Option<Timestamp>,
             #[serde(flatten)]
-            metadata: &'a Metadata,
-            dir: &'a Path,
+            extra: &'a Map<String, Value>,
+            dir: &'a std::path::Path,
+            process: Liveness,
+            idle_seconds: u64,
         }
-        let metadata = &self.entry.metadata;
-        if metadata.extra.contains_key("dir") {
-            // A stored `dir` (someone else's field) would shadow the computed one.
-            let mut shown = metadata.clone();
-            shown.extra.remove("dir");
-            return View {
-                metadata: &shown,
-                dir: &self.dir,
-            }
-            .serialize(serializer);
-        }
+        let m = &self.entry.metadata;
+        let shadowed = COMPUTED.iter().any(|k| m.extra.contains_key(*k));
+        let kept;
+        let extra = if shadowed {
+            let mut extra = m.extra.clone();
+            extra.retain(|k, _| !COMPUTED.contains(&k.as_str()));
+            kept = extra;
+            &kept
+        } else {
+            &m.extra
+        };
         View {
-            metadata,
+            name: m.name.as_str(),
+            created: m.created,
+            last_active: m.last_active,
+            persona: &m.persona,
+            pid: m.pid,
+            status: m.status,
+            pid_recorded: m.pid_recorded,
+            conversation: m.conversation,
+            conversations: &m.conversations,
+            usage: m.usage.as_ref().map(UsageView::from),
+            budget_usd: m.budget_usd,
+            last_report: m.last_report,
+            extra,
             dir: &self.dir,
+            process: self.process,
+            idle_seconds: self.idle_seconds,
         }
         .serialize(serializer)
     }
 }
 
-/// `GET /sessions` in its JSON form, one slot per filter, each tagged with the store
-/// version it was built at: rebuilt on the first list after a change, shared by every
-/// list until the next one.
+/// Which sessions a list shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub status: Option<Status>,
+    pub process: Option<Liveness>,
+    /// Only sessions idle for at least this many seconds.
+    pub idle_for: Option<u64>,
+}
+
+/// `GET /sessions` in its JSON form, one slot per status filter, each tagged with the
+/// store version and the second it was built at: `process` and `idle_seconds` are
+/// computed, so a cached body is served within the second it was built in, and only
+/// while no write has happened.
 #[derive(Debug, Default)]
 pub struct ListCache {
-    slots: Mutex<[Option<(Version, Bytes)>; 4]>,
+    slots: Mutex<[Option<(Version, u64, Bytes)>; 4]>,
 }
 
 impl ListCache {
-    /// All sessions (or those with `status`), most recently active first, as a JSON
-    /// array. A list never shows less than what was acknowledged before it was asked
-    /// for: every change moves the store's version.
-    pub fn list_json(&self, store: &Store, status: Option<Status>) -> Bytes {
-        let slot = status.map_or(0, |s| s as usize + 1);
+    /// The sessions `filter` selects, most recently active first, as a JSON array. A
+    /// list never shows less than what was acknowledged before it was asked for: every
+    /// change moves the store's version.
+    pub fn list_json(&self, store: &Store, filter: Filter) -> Bytes {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let cacheable = filter.process.is_none() && filter.idle_for.is_none();
+        let slot = filter.status.map_or(0, |s| s as usize + 1);
         let current = store.version();
-        let cached = self.slots()[slot].clone();
-        if let Some((_, body)) = cached.filter(|(at, _)| *at == current) {
+        if cacheable
+            && let Some((_, _, body)) = self.slots()[slot]
+                .clone()
+                .filter(|(at, built, _)| *at == current && *built == second)
+        {
             return body;
         }
-        let (version, entries) = store.list(status);
+        let (version, entries) = store.list(filter.status);
         let sessions: Vec<SessionJson> = entries
             .into_iter()
-            .map(|e| SessionJson::new(store, e))
+            .map(|e| SessionJson::at(store, e, now))
+            .filter(|s| filter.process.is_none_or(|p| s.process == p))
+            .filter(|s| filter.idle_for.is_none_or(|min| s.idle_seconds >= min))
             .collect();
         let body = Bytes::from(serde_json::to_vec(&sessions).expect("sessions serialise"));
-        let mut slots = self.slots();
-        if slots[slot].as_ref().is_none_or(|(at, _)| *at < version) {
-            slots[slot] = Some((version, body.clone()));
+        if cacheable {
+            let mut slots = self.slots();
+            if slots[slot]
+                .as_ref()
+                .is_none_or(|(at, built, _)| (*at, *built) < (version, second))
+            {
+                slots[slot] = Some((version, second, body.clone()));
+            }
         }
         body
     }
 
-    fn slots(&self) -> MutexGuard<'_, [Option<(Version, Bytes)>; 4]> {
+    fn slots(&self) -> MutexGuard<'_, [Option<(Version, u64, Bytes)>; 4]> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -11,13 +11,28 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::conversation::CONVERSATION_ID_RULE;
 use super::json::parse_strict;
 use super::metadata::{Metadata, PID_RULE};
 use super::persona::{MAX_TURNS_RULE, Persona};
 use super::time::TIMESTAMP_RULE;
+use super::usage::DOLLARS_RULE;
 
 /// The fields of `metadata.json` a reason may name.
-const METADATA_FIELDS: [&str; 6] = ["name", "created", "last_active", "persona", "pid", "status"];
+const METADATA_FIELDS: [&str; 12] = [
+    "name",
+    "created",
+    "last_active",
+    "persona",
+    "pid",
+    "status",
+    "pid_recorded",
+    "conversation",
+    "conversations",
+    "usage",
+    "budget_usd",
+    "last_report",
+];
 
 /// The fields of a persona a reason may name.
 const PERSONA_FIELDS: [&str; 6] = [
@@ -32,7 +47,13 @@ const PERSONA_FIELDS: [&str; 6] = [
 /// The messages of the model's own refusals that a reason may repeat: each is fixed
 /// text. Anything else a type says (serde's "invalid type: string \"...\"", a name's
 /// "found 'x'") may quote the value and is replaced by its category.
-const RULES: [&str; 3] = [PID_RULE, TIMESTAMP_RULE, MAX_TURNS_RULE];
+const RULES: [&str; 5] = [
+    PID_RULE,
+    TIMESTAMP_RULE,
+    MAX_TURNS_RULE,
+    CONVERSATION_ID_RULE,
+    DOLLARS_RULE,
+];
 
 /// Parses a metadata.json read from disk; Err is a reason safe to publish.
 pub fn metadata_from_disk(bytes: &[u8]) -> Result<Metadata, String> {

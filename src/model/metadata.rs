@@ -4,8 +4,10 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use super::conversation::{Conversation, ConversationId};
 use super::name::SessionName;
 use super::time::Timestamp;
+use super::usage::{Dollars, Usage};
 
 /// A session's process status (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -48,6 +50,26 @@ pub struct Metadata {
     #[serde(default, deserialize_with = "stored_pid")]
     pub pid: Option<i64>,
     pub status: Status,
+    // The fields below are this service's own additions; the original module keeps
+    // them as unknown fields. Each is left out of the file while it has no value.
+    /// When `pid` was recorded: a process that started later is not the one recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_recorded: Option<Timestamp>,
+    /// The conversation to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationId>,
+    /// The session's conversations, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conversations: Vec<Conversation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// The most the session may cost; a launch spec is refused once usage reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<Dollars>,
+    /// The last conversation report or usage post (idle time counts from it, or from
+    /// the last switch to the session, whichever is later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_report: Option<Timestamp>,
     /// Whatever else the file holds, kept as it is on every rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -62,6 +84,12 @@ impl Metadata {
             persona,
             pid: None,
             status: Status::Idle,
+            pid_recorded: None,
+            conversation: None,
+            conversations: Vec::new(),
+            usage: None,
+            budget_usd: None,
+            last_report: None,
             extra: Map::new(),
         }
     }

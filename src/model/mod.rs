@@ -6,6 +6,7 @@
 //! know (`extra`), so a rewrite never loses what the original Python module or another
 //! tool stored.
 
+mod conversation;
 mod disk;
 mod json;
 mod launch_settings;
@@ -14,7 +15,12 @@ mod name;
 mod patch;
 mod persona;
 mod time;
+mod usage;
 
+pub use conversation::{
+    CONVERSATION_ID_RULE, Conversation, ConversationId, EndReason, Ended, InitMessage,
+    MAX_CONVERSATIONS,
+};
 pub use disk::{from_disk, metadata_from_disk, persona_from_disk};
 pub use json::{MAX_KEY_CHARS, StrictError, parse_strict};
 pub use launch_settings::{LaunchSettings, PERMISSION_MODES, PromptMode, RESERVED_FLAGS};
@@ -24,6 +30,10 @@ pub use name::{
 };
 pub use patch::{Field, MetadataPatch, Pid};
 pub use persona::{
-    MAX_TURNS_RULE, Persona, Settings, as_integer, from_json_value, visible_text_pattern,
+    MAX_TURNS_RULE, Persona, Settings, as_integer, from_json_value, persona_budget,
+    visible_text_pattern,
 };
 pub use time::Timestamp;
+pub use usage::{
+    Counted, DOLLARS_RULE, Dollars, RECENT_RESULTS, ResultMessage, TokenCounts, Usage,
+};

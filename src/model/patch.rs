@@ -6,8 +6,11 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::conversation::ConversationId;
 use super::metadata::{Metadata, Status};
 use super::persona::as_integer;
+use super::time::Timestamp;
+use super::usage::Dollars;
 
 /// One field of a partial update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,7 +85,8 @@ impl<'de> Deserialize<'de> for Pid {
     }
 }
 
-/// The fields `PATCH /sessions/{name}` may change: the bot's process bookkeeping.
+/// The fields `PATCH /sessions/{name}` may change: the bot's process bookkeeping, the
+/// conversation to resume, and the budget.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataPatch {
@@ -90,18 +94,22 @@ pub struct MetadataPatch {
     pub pid: Field<Pid>,
     #[serde(default)]
     pub status: Field<Status>,
+    #[serde(default)]
+    pub conversation: Field<ConversationId>,
+    #[serde(default)]
+    pub budget_usd: Field<Dollars>,
 }
 
 impl MetadataPatch {
     /// The fields a patch may name, for the message that says a patch is empty.
-    const FIELDS: &[&str] = &["pid", "status"];
+    const FIELDS: &[&str] = &["pid", "status", "conversation", "budget_usd"];
 
     /// Refuses a patch that changes nothing, or clears a field that cannot be null.
     pub fn check(&self) -> Result<(), String> {
         if *self == Self::default() {
             return Err(format!(
-                "nothing to update: give {}",
-                Self::FIELDS.join(" and/or ")
+                "nothing to update: give one or more of {}",
+                Self::FIELDS.join(", ")
             ));
         }
         if self.status == Field::Null {
@@ -115,10 +123,35 @@ impl MetadataPatch {
         self.status.value().copied()
     }
 
-    /// Writes the patch into `metadata`.
-    pub fn apply(&self, metadata: &mut Metadata) {
-        self.pid.apply_to(&mut metadata.pid, |pid| pid.get());
+    /// The pid this patch records, if it records one.
+    pub fn pid(&self) -> Option<i64> {
+        self.pid.value().map(|pid| pid.get())
+    }
+
+    /// Writes the patch into `metadata`, at `now`: a newly recorded pid notes when, and
+    /// a new conversation enters the history.
+    pub fn apply(&self, metadata: &mut Metadata, now: Timestamp) {
+        let recorded = match self.pid {
+            Field::Absent => metadata.pid,
+            Field::Null => None,
+            Field::Value(pid) => Some(pid.get()),
+        };
+        if recorded != metadata.pid {
+            metadata.pid = recorded;
+            metadata.pid_recorded = recorded.map(|_| now);
+        }
         self.status.apply_required(&mut metadata.status);
+        match self.conversation {
+            Field::Absent => {}
+            // Without a parent, setting a conversation cannot be refused.
+            Field::Null => {
+                let _ = metadata.set_conversation(None, None, None, now);
+            }
+            Field::Value(id) => {
+                let _ = metadata.set_conversation(Some(id), None, None, now);
+            }
+        }
+        self.budget_usd.apply_to(&mut metadata.budget_usd, |d| *d);
     }
 }
 
@@ -140,7 +173,7 @@ mod tests {
         assert_eq!(p.status(), Some(Status::Idle));
         assert_eq!(
             patch(serde_json::json!({})).unwrap().check().unwrap_err(),
-            "nothing to update: give pid and/or status"
+            "nothing to update: give one or more of pid, status, conversation, budget_usd"
         );
         let null_status = patch(serde_json::json!({"status": null})).unwrap();
         assert_eq!(null_status.check().unwrap_err(), "status cannot be null");
@@ -165,11 +198,13 @@ mod tests {
         let mut m = Metadata::new(SessionName::parse("s").unwrap(), None, Timestamp::now());
         patch(serde_json::json!({"pid": 7, "status": "suspended"}))
             .unwrap()
-            .apply(&mut m);
+            .apply(&mut m, Timestamp::now());
         assert_eq!((m.pid, m.status), (Some(7), Status::Suspended));
+        assert!(m.pid_recorded.is_some());
         patch(serde_json::json!({"pid": null}))
             .unwrap()
-            .apply(&mut m);
+            .apply(&mut m, Timestamp::now());
         assert_eq!((m.pid, m.status), (None, Status::Suspended));
+        assert_eq!(m.pid_recorded, None);
     }
 }

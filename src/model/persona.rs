@@ -156,11 +156,23 @@ impl Persona {
     }
 
     pub fn check(&self) -> Result<(), String> {
-        self.validate().map_err(|errors| {
-            let mut out = Vec::new();
+        let mut out = Vec::new();
+        if let Err(errors) = self.validate() {
             flatten_errors("", &errors, &mut out);
-            out.join("; ")
-        })
+        }
+        if let Err(launch) = self.launch_settings() {
+            out.push(launch);
+        }
+        if out.is_empty() {
+            Ok(())
+        } else {
+            Err(out.join("; "))
+        }
+    }
+
+    /// The settings that shape how the CLI is started (`crate::launch`), checked.
+    pub fn launch_settings(&self) -> Result<super::LaunchSettings, String> {
+        super::LaunchSettings::from_settings(&self.settings.extra)
     }
 }
 
@@ -186,6 +198,14 @@ fn flatten_errors(prefix: &str, errors: &ValidationErrors, out: &mut Vec<String>
             }
         }
     }
+}
+
+/// The budget a persona gives the sessions made from it (`settings.budget_usd`), if any.
+pub fn persona_budget(persona: &Value) -> Option<super::Dollars> {
+    persona["settings"]["budget_usd"]
+        .as_f64()
+        .filter(|d| *d > 0.0)
+        .and_then(super::Dollars::from_f64)
 }
 
 #[cfg(test)]

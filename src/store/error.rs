@@ -15,6 +15,19 @@ pub enum StoreError {
     Exists(SessionName),
     #[error("{0}")]
     Conflict(String),
+    /// A report the store cannot take as it is (the caller's to fix).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "session '{name}' has a live process, pid {pid}; stop it first, or clear its pid \
+         (PATCH {{\"pid\": null}}) once it has ended"
+    )]
+    ProcessAlive { name: SessionName, pid: i64 },
+    #[error(
+        "the resource has changed: its version is now {current}, not the one in If-Match; \
+         GET it again and retry with the new ETag"
+    )]
+    PreconditionFailed { current: super::Version },
     #[error("the entry '{name}' in the sessions directory is corrupt ({reason})")]
     Corrupt { name: String, reason: String },
     #[error("cannot open the sessions directory {}: {source}", path.display())]

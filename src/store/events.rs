@@ -20,4 +20,8 @@ pub enum ChangeKind {
     PersonaReplaced,
     Deleted,
     CurrentChanged,
+    /// The session's recorded process was found gone (no write: an observation).
+    ProcessGone,
+    /// A usage report brought the session's spending to its budget.
+    BudgetExhausted,
 }

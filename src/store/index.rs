@@ -28,6 +28,34 @@ impl fmt::Display for Version {
     }
 }
 
+impl Version {
+    /// Reads a version as [`Display`](fmt::Display) writes it (`<epoch hex>-<seq>`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (epoch, seq) = text.split_once('-')?;
+        Some(Self {
+            epoch: u64::from_str_radix(epoch, 16).ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+/// A write's precondition (`If-Match`): the resource must be at one of these versions,
+/// or, for `Any`, exist at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    Any,
+    Versions(Vec<Version>),
+}
+
+impl IfMatch {
+    pub fn allows(&self, version: Version) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Versions(versions) => versions.contains(&version),
+        }
+    }
+}
+
 /// A session's index entry: its metadata as on disk, and its version.
 #[derive(Debug)]
 pub struct Entry {
@@ -48,6 +76,8 @@ pub(super) struct Index {
     pub epoch: u64,
     pub sessions: HashMap<SessionName, Arc<Entry>>,
     pub pointer: Pointer,
+    /// The version of the write that last changed the pointer.
+    pub pointer_version: Version,
     /// Entries of the sessions directory that are not served, by entry name.
     pub skipped: BTreeMap<String, Skipped>,
     /// The sequence number of the last published write.
@@ -90,6 +120,19 @@ impl Index {
             }),
             None => Err(StoreError::NotFound(name.clone())),
         }
+    }
+
+    /// The current session and the version of the pair (pointer, current session).
+    pub fn current(&self) -> (Option<Arc<Entry>>, Version) {
+        let entry = self
+            .pointer
+            .name
+            .as_ref()
+            .and_then(|name| self.sessions.get(name).cloned());
+        let version = entry.as_ref().map_or(self.pointer_version, |e| {
+            e.version.max(self.pointer_version)
+        });
+        (entry, version)
     }
 
     pub fn health(&self) -> StoreHealth {

@@ -17,6 +17,7 @@
 //! blocking pool, one at a time, and publish only what is durable, so the index always
 //! equals what is on disk.
 
+mod bounded;
 mod error;
 pub mod events;
 pub mod failpoint;
@@ -26,11 +27,12 @@ pub mod layout;
 mod lock;
 mod ops;
 mod recover;
+mod reports;
 mod tx;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,17 +41,37 @@ use tokio::sync::broadcast;
 
 pub use error::StoreError;
 pub use events::{Change, ChangeKind};
-pub use index::{Entry, Skipped, StoreHealth, Version};
+pub use index::{Entry, IfMatch, Skipped, StoreHealth, Version};
 pub use ops::Switched;
 
 use crate::limits::{BODY_LIMIT, WRITE_TIMEOUT};
 use crate::metrics::metrics;
 use crate::model::{Metadata, MetadataPatch, Persona, SessionName, Status, Timestamp};
+use crate::process::Probe;
 use fsio::Refusal;
 use index::{Index, most_recent_first};
 use layout::{METADATA_FILE, PERSONA_FILE};
 use lock::Root;
 use tx::{Shared, Tx};
+
+/// How a store runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a write may take before its caller is answered 503.
+    pub write_timeout: Duration,
+    /// Whether recorded processes are checked in `/proc` (off when the bot runs in
+    /// another PID namespace: every process is then `unknown`).
+    pub process_check: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            write_timeout: WRITE_TIMEOUT,
+            process_check: true,
+        }
+    }
+}
 
 /// A cheap, cloneable handle to the store.
 #[derive(Clone)]
@@ -74,11 +96,11 @@ impl Store {
     /// interrupted run left behind. Every repair is logged. Writes taking longer than
     /// [`WRITE_TIMEOUT`] are answered 503.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::open_with(dir, WRITE_TIMEOUT)
+        Self::open_with(dir, Options::default())
     }
 
-    /// [`open`](Self::open) with another bound on how long a write may take.
-    pub fn open_with(dir: &Path, write_timeout: Duration) -> Result<Self, StoreError> {
+    /// [`open`](Self::open) with other [`Options`].
+    pub fn open_with(dir: &Path, options: Options) -> Result<Self, StoreError> {
         let start = std::time::Instant::now();
         let open_error = |source| StoreError::Open {
             path: dir.to_path_buf(),
@@ -113,6 +135,7 @@ impl Store {
                 index: RwLock::new(Index {
                     epoch,
                     pointer: scan.pointer.clone().unwrap_or_default(),
+                    pointer_version: Version { epoch, seq: 0 },
                     seq: sessions.len() as u64,
                     sessions,
                     skipped: scan.skipped,
@@ -120,8 +143,10 @@ impl Store {
                 }),
                 writer: Mutex::new(()),
                 events,
-                write_timeout,
+                write_timeout: options.write_timeout,
                 overdue: AtomicUsize::new(0),
+                probe: Probe::new(options.process_check),
+                announced: Default::default(),
             }),
         };
         let mut tx = store.shared.begin();
@@ -173,9 +198,13 @@ impl Store {
 
     /// The current session, if any.
     pub fn current(&self) -> Option<Arc<Entry>> {
-        let index = self.shared.index();
-        let name = index.pointer.name.as_ref()?;
-        index.sessions.get(name).cloned()
+        self.current_with_version().0
+    }
+
+    /// The current session, if any, and the version of `/sessions/active`: it moves when
+    /// the current session changes, or the current session does.
+    pub fn current_with_version(&self) -> (Option<Arc<Entry>>, Version) {
+        self.shared.index().current()
     }
 
     /// The session's own persona, as stored. Read on the blocking pool, without following
@@ -240,7 +269,8 @@ impl Store {
         // The new directory is built and made durable before the writer lock is taken,
         // so concurrent creates overlap their fsyncs; only the move into place (and the
         // fsync that makes it durable) is serialised with other writes.
-        let metadata = Metadata::new(name, recorded, Timestamp::now());
+        let mut metadata = Metadata::new(name, recorded, Timestamp::now());
+        metadata.budget_usd = crate::model::persona_budget(&persona);
         let built = {
             let metadata = metadata.clone();
             let shared = self.shared.clone();
@@ -265,21 +295,47 @@ impl Store {
         &self,
         name: SessionName,
         patch: MetadataPatch,
+        if_match: Option<IfMatch>,
     ) -> Result<Arc<Entry>, StoreError> {
-        self.write("update", move |tx| tx.update(&name, &patch))
-            .await
+        self.write("update", move |tx| {
+            tx.precondition(&name, if_match.as_ref())?;
+            tx.update(&name, &patch)
+        })
+        .await
     }
 
-    pub async fn delete(&self, name: SessionName) -> Result<(), StoreError> {
-        self.write("delete", move |tx| tx.delete(&name)).await
+    pub async fn delete(
+        &self,
+        name: SessionName,
+        if_match: Option<IfMatch>,
+    ) -> Result<(), StoreError> {
+        self.write("delete", move |tx| {
+            tx.precondition(&name, if_match.as_ref())?;
+            tx.delete(&name)
+        })
+        .await
     }
 
-    pub async fn switch(&self, name: SessionName) -> Result<Switched, StoreError> {
-        self.write("switch", move |tx| tx.switch(&name)).await
+    /// Makes `name` the current session; `if_match` is checked against the version of
+    /// `/sessions/active` ([`Store::current_version`]).
+    pub async fn switch(
+        &self,
+        name: SessionName,
+        if_match: Option<IfMatch>,
+    ) -> Result<Switched, StoreError> {
+        self.write("switch", move |tx| {
+            tx.precondition_current(if_match.as_ref())?;
+            tx.switch(&name)
+        })
+        .await
     }
 
-    pub async fn clear_current(&self) -> Result<Switched, StoreError> {
-        self.write("clear_current", |tx| tx.clear_current()).await
+    pub async fn clear_current(&self, if_match: Option<IfMatch>) -> Result<Switched, StoreError> {
+        self.write("clear_current", move |tx| {
+            tx.precondition_current(if_match.as_ref())?;
+            tx.clear_current()
+        })
+        .await
     }
 
     /// Replaces the session's persona with a custom one; returns it as stored.
@@ -287,8 +343,10 @@ impl Store {
         &self,
         name: SessionName,
         persona: Persona,
-    ) -> Result<Value, StoreError> {
+        if_match: Option<IfMatch>,
+    ) -> Result<(Value, Arc<Entry>), StoreError> {
         self.write("replace_persona", move |tx| {
+            tx.precondition(&name, if_match.as_ref())?;
             tx.replace_persona(&name, &persona)
         })
         .await
@@ -323,97 +381,6 @@ impl Store {
             result
         })
         .await
-    }
-
-    /// Runs `job` on the blocking pool, answering [`StoreError::Stalled`] when it takes
-    /// longer than the write bound. A job that has not passed its [`Gate`] by then never
-    /// does; one that has keeps running (a write is never abandoned half done), and
-    /// until it ends `/healthz` is unhealthy and every write is refused at once, so that
-    /// hung storage neither piles up blocking threads nor hides behind a healthy probe.
-    async fn bounded<T, F>(&self, job: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Gate) -> Result<T, StoreError> + Send + 'static,
-    {
-        if let Some(refused) = self.refusal() {
-            return Err(refused);
-        }
-        let bound = self.shared.write_timeout;
-        let gate = Gate {
-            state: Arc::new(AtomicU8::new(Gate::WAITING)),
-            shared: self.shared.clone(),
-        };
-        let job_gate = gate.clone();
-        let mut task = tokio::task::spawn_blocking(move || {
-            let result = job(&job_gate);
-            job_gate.leave();
-            result
-        });
-        if let Ok(joined) = tokio::time::timeout(bound, &mut task).await {
-            return joined?;
-        }
-        match gate.overrun() {
-            Some(started) => Err(StoreError::Stalled { started, bound }),
-            // It finished just now.
-            None => task.await?,
-        }
-    }
-}
-
-/// Where a bounded job commits to running: before it, a job whose caller gave up is
-/// dropped; after it, the job runs to its end, and one still running past its bound is
-/// counted in `Shared::overdue`.
-#[derive(Clone)]
-struct Gate {
-    state: Arc<AtomicU8>,
-    shared: Arc<Shared>,
-}
-
-impl Gate {
-    const WAITING: u8 = 0;
-    const RUNNING: u8 = 1;
-    const ABANDONED: u8 = 2;
-    const OVERDUE: u8 = 3;
-    const DONE: u8 = 4;
-
-    fn swap(&self, from: u8, to: u8) -> Result<u8, u8> {
-        self.state
-            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
-    }
-
-    /// Called by the job: `Err` when its caller already gave up on it.
-    fn enter(&self) -> Result<(), StoreError> {
-        self.swap(Self::WAITING, Self::RUNNING)
-            .map(drop)
-            .map_err(|_| StoreError::Stalled {
-                started: false,
-                bound: self.shared.write_timeout,
-            })
-    }
-
-    /// Called when the job ends, whatever its outcome.
-    fn leave(&self) {
-        if self.state.swap(Self::DONE, Ordering::AcqRel) == Self::OVERDUE {
-            self.shared.overdue.fetch_sub(1, Ordering::AcqRel);
-            tracing::warn!("a write that overran its bound has finished; taking writes again");
-        }
-    }
-
-    /// Called by the caller when the bound is over: whether the job had started (and so
-    /// may still apply), or `None` when it has just finished.
-    fn overrun(&self) -> Option<bool> {
-        match self.swap(Self::WAITING, Self::ABANDONED) {
-            Ok(_) => Some(false),
-            Err(Self::RUNNING) if self.swap(Self::RUNNING, Self::OVERDUE).is_ok() => {
-                self.shared.overdue.fetch_add(1, Ordering::AcqRel);
-                tracing::error!(
-                    bound_s = self.shared.write_timeout.as_secs(),
-                    "a write did not finish within its bound; the storage is not responding"
-                );
-                Some(true)
-            }
-            Err(_) => None,
-        }
     }
 }
 

@@ -15,11 +15,13 @@ use super::failpoint;
 use super::fsio;
 use super::fsio::Refusal;
 use super::index::Entry;
+use super::index::IfMatch;
 use super::layout::{self, ARCHIVE_DIR, PENDING_PERSONA_FILE, PERSONA_FILE, Pointer};
 use super::tx::Tx;
 use crate::model::{
     CUSTOM_PERSONA, Metadata, MetadataPatch, Persona, SessionName, Status, Timestamp,
 };
+use crate::process::Liveness;
 
 /// The result of a switch, or of clearing the current session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,6 +32,37 @@ pub struct Switched {
 }
 
 impl Tx<'_> {
+    /// Refuses the write when the session is not at a version `if_match` allows:
+    /// checked inside the transaction, so no other write can come between.
+    pub fn precondition(
+        &self,
+        name: &SessionName,
+        if_match: Option<&IfMatch>,
+    ) -> Result<(), StoreError> {
+        let Some(if_match) = if_match else {
+            return Ok(());
+        };
+        let current = self.get(name)?.version;
+        if if_match.allows(current) {
+            Ok(())
+        } else {
+            Err(StoreError::PreconditionFailed { current })
+        }
+    }
+
+    /// [`precondition`](Self::precondition) for `/sessions/active`.
+    pub fn precondition_current(&self, if_match: Option<&IfMatch>) -> Result<(), StoreError> {
+        let Some(if_match) = if_match else {
+            return Ok(());
+        };
+        let (_, current) = self.index().current();
+        if if_match.allows(current) {
+            Ok(())
+        } else {
+            Err(StoreError::PreconditionFailed { current })
+        }
+    }
+
     /// Sets a session's status (and `last_active`, when given) if it differs.
     pub fn set_status(
         &mut self,
@@ -135,8 +168,18 @@ impl Tx<'_> {
             }
             _ => {}
         }
+        let recorded = &entry.metadata;
+        if let (Some(new), Some(old)) = (patch.pid(), recorded.pid)
+            && new != old
+            && self.shared.probe.check(Some(old), recorded.pid_recorded) == Liveness::Alive
+        {
+            return Err(StoreError::ProcessAlive {
+                name: name.clone(),
+                pid: old,
+            });
+        }
         let mut metadata = entry.metadata.clone();
-        patch.apply(&mut metadata);
+        patch.apply(&mut metadata, Timestamp::now());
         if metadata == entry.metadata {
             return Ok(entry);
         }
@@ -222,10 +265,11 @@ impl Tx<'_> {
         &mut self,
         name: &SessionName,
         persona: &Persona,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<(Value, Arc<Entry>), StoreError> {
         let entry = self.get(name)?;
         let stored =
             serde_json::to_value(persona).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let budget = crate::model::persona_budget(&stored);
         let dir = self.open_session(name)?;
         fsio::replace_at(
             dir.as_fd(),
@@ -234,8 +278,11 @@ impl Tx<'_> {
         )?;
         let mut metadata = entry.metadata.clone();
         metadata.persona = Some(CUSTOM_PERSONA.to_owned());
-        self.write_metadata(metadata, ChangeKind::PersonaReplaced)?;
+        if budget.is_some() {
+            metadata.budget_usd = budget;
+        }
+        let entry = self.write_metadata(metadata, ChangeKind::PersonaReplaced)?;
         fsio::move_at(dir.as_fd(), PENDING_PERSONA_FILE, PERSONA_FILE)?;
-        Ok(stored)
+        Ok((stored, entry))
     }
 }

@@ -35,6 +35,10 @@ pub(super) struct Shared {
     pub write_timeout: Duration,
     /// Writes still running past `write_timeout`.
     pub overdue: AtomicUsize,
+    /// Whether a recorded process is still running.
+    pub probe: crate::process::Probe,
+    /// The processes already announced as gone.
+    pub announced: super::reports::Announced,
 }
 
 impl Shared {
@@ -60,6 +64,17 @@ impl Shared {
             pointer: None,
             changes: Vec::new(),
         }
+    }
+
+    /// Announces an observation that changes nothing on disk (a process found gone), at
+    /// the store's current version.
+    pub fn announce(&self, kind: ChangeKind, name: &SessionName) {
+        let version = self.index().version();
+        let _ = self.events.send(Change {
+            version,
+            kind,
+            name: Some(name.clone()),
+        });
     }
 
     /// Records a storage failure that happened outside a transaction, for `/healthz`.
@@ -170,6 +185,12 @@ impl Tx<'_> {
         entry
     }
 
+    /// Announces `kind` for `name` with this transaction's changes, once they are
+    /// published.
+    pub fn note(&mut self, kind: ChangeKind, name: &SessionName) {
+        self.changes.push((kind, Some(name.clone())));
+    }
+
     /// Stages the removal of a session, after its directory has left the tree.
     pub fn stage_removal(&mut self, name: &SessionName) {
         self.sessions.insert(name.clone(), None);
@@ -204,6 +225,7 @@ impl Tx<'_> {
         }
         if let Some(pointer) = self.pointer.take() {
             index.pointer = pointer;
+            index.pointer_version = self.version;
         }
         drop(index);
         for (kind, name) in self.changes.drain(..) {

@@ -73,7 +73,7 @@ fn write_python_fixtures(sessions: &Path) {
                 "suspended",
             ),
             "pid",
-            json!(4321),
+            json!(NO_SUCH_PID),
         ),
     );
     write_python_session(
@@ -125,7 +125,7 @@ fn expected_fixtures(app: &TestApp) -> Value {
             "suspended",
         ),
         "pid",
-        json!(4321),
+        json!(NO_SUCH_PID),
     );
     let delta = with_fields(
         python_metadata(
@@ -167,7 +167,12 @@ async fn python_written_sessions_are_served_as_they_are() {
     let persona = app.get_ok("/sessions/beta/persona").await;
     assert_eq!(persona, read_json(&dirs.personas().join("planner.json")));
     let health = app.health().await;
-    assert_eq!(health["status"], "ok");
+    // gamma is suspended, but its process is gone.
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(
+        health["problems"],
+        json!(["1 session(s) are active or suspended but their process is gone: gamma"])
+    );
     assert_eq!(health["skipped"], json!([]));
     assert_eq!(
         app.current().await,
@@ -208,7 +213,15 @@ async fn a_patch_keeps_unknown_fields_and_rewrites_timestamps_in_rfc3339() {
         }),
         &delta_extras(),
     );
-    let on_disk = app.metadata_on_disk("delta");
+    let mut on_disk = app.metadata_on_disk("delta");
+    let recorded = on_disk
+        .as_object_mut()
+        .unwrap()
+        .shift_remove("pid_recorded");
+    assert!(
+        recorded.as_ref().is_some_and(Value::is_string),
+        "a recorded pid notes when"
+    );
     assert_eq!(on_disk, expected);
     assert_eq!(
         keys(&on_disk),
@@ -224,7 +237,9 @@ async fn a_patch_keeps_unknown_fields_and_rewrites_timestamps_in_rfc3339() {
             "note"
         ]
     );
-    assert_eq!(patched, with_dir(&expected, &app.session_dir("delta")));
+    let mut answered = with_dir(&expected, &app.session_dir("delta"));
+    answered["pid_recorded"] = recorded.unwrap();
+    assert_eq!(without_live_fields(patched), answered);
     assert_timestamp(&on_disk["created"]);
     assert_timestamp(&on_disk["last_active"]);
     app.stop().await;

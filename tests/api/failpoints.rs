@@ -3,7 +3,7 @@
 //! `SESSION_MANAGER_FAILPOINTS=step=action@n`).
 //!
 //! Every case starts the real binary on a copy of one prepared directory: `alpha`
-//! (current and `active`), `beta` (persona `planner`, pid 11), `gamma` (a custom
+//! (current and `active`), `beta` (persona `planner`, a pid no process has), `gamma` (a custom
 //! persona) and `delta`. One write — a create, a patch, a switch, a persona
 //! replacement or a delete — then meets the failpoint at the n-th hit of a step, for
 //! every step and every n at which that write reaches it:
@@ -79,7 +79,7 @@ impl Write {
             Write::Patch => (
                 Method::PATCH,
                 "/sessions/beta",
-                Some(json!({ "pid": 4242 })),
+                Some(json!({ "pid": NO_SUCH_PID + 1 })),
                 StatusCode::OK,
             ),
             Write::Switch => (
@@ -226,8 +226,16 @@ impl Write {
                     })
             }
             Write::Patch => {
+                let mut beta = meta(after, "beta");
+                let recorded = beta["pid_recorded"].take();
                 after.current == before.current
-                    && meta(after, "beta") == with("beta", json!({ "pid": 4242 }))
+                    && recorded.is_string()
+                    && recorded != meta(before, "beta")["pid_recorded"]
+                    && beta
+                        == with(
+                            "beta",
+                            json!({ "pid": NO_SUCH_PID + 1, "pid_recorded": null }),
+                        )
             }
             Write::Switch => {
                 let beta = meta(after, "beta");
@@ -297,7 +305,11 @@ impl Template {
             .await;
         assert_eq!(got, StatusCode::OK, "{answer}");
         let (got, answer) = server
-            .must(Method::PATCH, "/sessions/beta", Some(&json!({ "pid": 11 })))
+            .must(
+                Method::PATCH,
+                "/sessions/beta",
+                Some(&json!({ "pid": NO_SUCH_PID })),
+            )
             .await;
         assert_eq!(got, StatusCode::OK, "{answer}");
         let (seen, violations) = check_store(&server, &dirs.sessions(), &dirs.personas()).await;

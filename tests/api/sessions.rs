@@ -54,7 +54,12 @@ fn assert_fresh_session(
     persona_file: &Value,
 ) {
     let metadata = fresh_metadata(body, name, persona);
-    assert_eq!(*body, with_dir(&metadata, &app.session_dir(name)));
+    assert_eq!(body["process"], "none");
+    assert_eq!(body["idle_seconds"], 0);
+    assert_eq!(
+        without_live_fields(body.clone()),
+        with_dir(&metadata, &app.session_dir(name))
+    );
     assert_eq!(app.metadata_on_disk(name), metadata);
     assert_eq!(
         read_json(&app.session_dir(name).join("persona.json")),
@@ -614,21 +619,14 @@ async fn patch_sets_and_clears_the_pid() {
     let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
-    let set = assert_json(
-        app.patch("work", &json!({ "pid": 4242 })).await,
-        StatusCode::OK,
-    )
-    .await;
+    let set = app.patched("work", &json!({ "pid": NO_SUCH_PID })).await;
     let mut expected = created.clone();
-    expected["pid"] = json!(4242);
+    expected["pid"] = json!(NO_SUCH_PID);
+    expected["pid_recorded"] = recorded_now(&set);
     assert_eq!(set, expected);
     assert_eq!(app.metadata_on_disk("work"), without_dir(&expected));
 
-    let cleared = assert_json(
-        app.patch("work", &json!({ "pid": null })).await,
-        StatusCode::OK,
-    )
-    .await;
+    let cleared = app.patched("work", &json!({ "pid": null })).await;
     assert_eq!(cleared, created);
     assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
     app.stop().await;
@@ -639,15 +637,16 @@ async fn patch_status_of_a_session_that_is_not_current() {
     let app = TestApp::fresh().await;
     let created = app.created("work").await;
 
-    let suspended = assert_json(
-        app.patch("work", &json!({ "pid": 9, "status": "suspended" }))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let suspended = app
+        .patched(
+            "work",
+            &json!({ "pid": NO_SUCH_PID, "status": "suspended" }),
+        )
+        .await;
     let mut expected = created.clone();
-    expected["pid"] = json!(9);
+    expected["pid"] = json!(NO_SUCH_PID);
     expected["status"] = json!("suspended");
+    expected["pid_recorded"] = recorded_now(&suspended);
     assert_eq!(suspended, expected);
 
     assert_problem_mentioning(
@@ -660,12 +659,9 @@ async fn patch_status_of_a_session_that_is_not_current() {
     .await;
     assert_eq!(app.metadata_on_disk("work"), without_dir(&expected));
 
-    let idle = assert_json(
-        app.patch("work", &json!({ "pid": null, "status": "idle" }))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let idle = app
+        .patched("work", &json!({ "pid": null, "status": "idle" }))
+        .await;
     assert_eq!(idle, created);
     assert_eq!(app.metadata_on_disk("work"), without_dir(&created));
     app.stop().await;
@@ -697,14 +693,12 @@ async fn patch_status_of_the_current_session() {
     .await;
     assert_eq!(idle["status"], "idle");
     assert_eq!(idle["last_active"], current["last_active"]);
-    let active = assert_json(
-        app.patch("work", &json!({ "status": "active", "pid": 31 }))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let active = app
+        .patched("work", &json!({ "status": "active", "pid": NO_SUCH_PID }))
+        .await;
     let mut expected = current.clone();
-    expected["pid"] = json!(31);
+    expected["pid"] = json!(NO_SUCH_PID);
+    expected["pid_recorded"] = recorded_now(&active);
     assert_eq!(active, expected);
     assert_eq!(app.metadata_on_disk("work"), without_dir(&expected));
     let now = app.current().await;

@@ -92,6 +92,18 @@ pub async fn healthz(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .map(|p| format!("the last write failed: {p}"))
         .into_iter()
         .collect();
+    let store_handle = state.store.clone();
+    let stale = tokio::task::spawn_blocking(move || store_handle.check_processes())
+        .await
+        .unwrap_or_default();
+    if !stale.is_empty() {
+        let names: Vec<&str> = stale.iter().map(|n| n.as_str()).collect();
+        problems.push(format!(
+            "{} session(s) are active or suspended but their process is gone: {}",
+            stale.len(),
+            names.join(", ")
+        ));
+    }
     let storage = probe.space.map(|(free_bytes, total_bytes)| Storage {
         free_bytes,
         total_bytes,

@@ -5,9 +5,10 @@ pub mod active;
 pub mod health;
 pub mod metrics;
 pub mod personas;
+pub mod runs;
 pub mod sessions;
 
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, get, post};
 
 use super::state::AppState;
 
@@ -52,5 +53,12 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             Token,
             get(sessions::persona).put(sessions::replace_persona),
         ),
+        ("/sessions/{name}/launch", Token, get(runs::launch)),
+        (
+            "/sessions/{name}/conversations",
+            Token,
+            post(runs::report_conversation),
+        ),
+        ("/sessions/{name}/usage", Token, post(runs::record_usage)),
     ]
 }

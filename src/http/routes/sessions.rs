@@ -7,11 +7,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::http::conditional::{IfMatchHeader, IfNoneMatch, etag, tagged};
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Named, SessionPath};
 use crate::http::state::AppState;
-use crate::http::wire::SessionJson;
+use crate::http::wire::{Filter, SessionJson};
 use crate::model::{CUSTOM_PERSONA, MetadataPatch, Persona, PersonaKey, SessionName, Status};
+use crate::process::Liveness;
+use crate::store::StoreError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,19 +25,70 @@ pub struct CreateBody {
     persona: Option<Value>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateQuery {
+    if_exists: Option<String>,
+}
+
 pub async fn create(
     State(state): State<AppState>,
+    query: Result<Query<CreateQuery>, QueryRejection>,
     Json(body): Json<CreateBody>,
 ) -> Result<Response, ApiError> {
+    let bad = || ApiError::BadFilter("if_exists must be 'return' (or left out)".to_owned());
+    let Query(query) = query.map_err(|_| bad())?;
+    let return_existing = match query.if_exists.as_deref() {
+        None => false,
+        Some("return") => true,
+        Some(_) => return Err(bad()),
+    };
     let (recorded, persona) = resolve_persona(&state, body.persona)?;
-    let entry = state.store.create(body.name, recorded, persona).await?;
+    let name = body.name.clone();
+    let entry = match state
+        .store
+        .create(body.name, recorded.clone(), persona.clone())
+        .await
+    {
+        Err(StoreError::Exists(_)) if return_existing => {
+            return existing_if_same(&state, name, recorded, persona).await;
+        }
+        created => created?,
+    };
     let location = format!("/sessions/{}", entry.metadata.name);
     Ok((
         StatusCode::CREATED,
-        [(header::LOCATION, location)],
+        [
+            (
+                header::LOCATION,
+                location.parse().expect("a name is a valid path"),
+            ),
+            (header::ETAG, etag(entry.version)),
+        ],
         Json(SessionJson::new(&state.store, entry)),
     )
         .into_response())
+}
+
+/// A retried create (`?if_exists=return`): the session that exists, when it was
+/// created with the same persona; a conflict otherwise.
+async fn existing_if_same(
+    state: &AppState,
+    name: SessionName,
+    recorded: Option<String>,
+    persona: Value,
+) -> Result<Response, ApiError> {
+    let entry = state.store.get(&name)?;
+    let same = entry.metadata.persona == recorded
+        && (recorded.as_deref() != Some(CUSTOM_PERSONA)
+            || state.store.persona(&name).await? == persona);
+    if !same {
+        return Err(ApiError::Exists(format!(
+            "session '{name}' already exists with another persona; choose another name, or \
+             delete it first"
+        )));
+    }
+    Ok(tagged(entry.version, SessionJson::new(&state.store, entry)))
 }
 
 /// Which persona a new session gets, and what its metadata records about it.
@@ -69,67 +123,110 @@ fn resolve_persona(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
+    process: Option<String>,
+    idle_for: Option<String>,
+}
+
+impl ListQuery {
+    fn filter(self) -> Result<Filter, ApiError> {
+        let bad = |detail: &str| ApiError::BadFilter(detail.to_owned());
+        let status = match self.status.as_deref() {
+            None => None,
+            Some(raw) => Some(
+                Status::parse(raw)
+                    .ok_or_else(|| bad("status must be one of 'idle', 'active' or 'suspended'"))?,
+            ),
+        };
+        let process = match self.process.as_deref() {
+            None => None,
+            Some(raw) => Some(Liveness::parse(raw).ok_or_else(|| {
+                bad("process must be one of 'none', 'alive', 'gone' or 'unknown'")
+            })?),
+        };
+        let idle_for = match self.idle_for.as_deref() {
+            None => None,
+            Some(raw) => Some(
+                crate::config::parse_duration(raw)
+                    .map_err(|e| bad(&format!("idle_for: {e}")))?
+                    .as_secs(),
+            ),
+        };
+        Ok(Filter {
+            status,
+            process,
+            idle_for,
+        })
+    }
 }
 
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let bad_filter =
-        || ApiError::BadFilter("status must be one of 'idle', 'active' or 'suspended'".to_owned());
-    let Query(query) = query.map_err(|_| bad_filter())?;
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(raw) => Some(Status::parse(raw).ok_or_else(bad_filter)?),
-    };
-    let body = state.lists.list_json(&state.store, status);
+    let Query(query) = query.map_err(|e| ApiError::BadFilter(e.body_text()))?;
+    let body = state.lists.list_json(&state.store, query.filter()?);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 pub async fn get(
     State(state): State<AppState>,
     Named(name): SessionPath,
-) -> Result<Json<SessionJson>, ApiError> {
+    if_none_match: IfNoneMatch,
+) -> Result<Response, ApiError> {
     let entry = state.store.get(&name)?;
-    Ok(Json(SessionJson::new(&state.store, entry)))
+    let version = entry.version;
+    Ok(if_none_match.answer(version, SessionJson::new(&state.store, entry)))
 }
 
 pub async fn update(
     State(state): State<AppState>,
     Named(name): SessionPath,
+    IfMatchHeader(if_match): IfMatchHeader,
     Json(patch): Json<MetadataPatch>,
-) -> Result<Json<SessionJson>, ApiError> {
+) -> Result<Response, ApiError> {
     patch.check().map_err(ApiError::InvalidBody)?;
-    let entry = state.store.update(name, patch).await?;
-    Ok(Json(SessionJson::new(&state.store, entry)))
+    let entry = state.store.update(name, patch, if_match).await?;
+    Ok(tagged(entry.version, SessionJson::new(&state.store, entry)))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     Named(name): SessionPath,
+    IfMatchHeader(if_match): IfMatchHeader,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete(name).await?;
+    state.store.delete(name, if_match).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The session's persona; its `ETag` is the session's version, which every persona
+/// replacement moves.
 pub async fn persona(
     State(state): State<AppState>,
     Named(name): SessionPath,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.store.persona(&name).await?))
+    if_none_match: IfNoneMatch,
+) -> Result<Response, ApiError> {
+    let version = state.store.get(&name)?.version;
+    if if_none_match.has(version) {
+        return Ok(if_none_match.answer(version, ()));
+    }
+    let persona = state.store.persona(&name).await?;
+    Ok(if_none_match.answer(version, persona))
 }
 
 pub async fn replace_persona(
     State(state): State<AppState>,
     Named(name): SessionPath,
+    IfMatchHeader(if_match): IfMatchHeader,
     Json(body): Json<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if !body.is_object() {
         return Err(ApiError::invalid_body("the body must be a persona object"));
     }
     let persona = Persona::from_value(body)
         .map_err(|e| ApiError::invalid_body(format!("invalid persona: {e}")))?;
-    Ok(Json(state.store.replace_persona(name, persona).await?))
+    let (stored, entry) = state.store.replace_persona(name, persona, if_match).await?;
+    Ok(tagged(entry.version, stored))
 }

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::assert::assert_json;
-use super::fixtures::{read_json, session_dirs};
+use super::fixtures::{read_json, session_dirs, without_live_fields};
 
 /// The directories a test app runs on; kept across restarts of the app.
 pub struct Dirs {
@@ -188,7 +188,7 @@ impl TestApp {
     pub async fn created(&self, name: &str) -> Value {
         let response = self.create_session(name, None).await;
         assert_eq!(response.status(), StatusCode::CREATED, "create {name}");
-        response.json().await.unwrap()
+        without_live_fields(response.json().await.unwrap())
     }
 
     pub async fn switch(&self, name: &str) -> Response {
@@ -199,6 +199,12 @@ impl TestApp {
     pub async fn patch(&self, name: &str, body: &Value) -> Response {
         self.send_json(Method::PATCH, &format!("/sessions/{name}"), body)
             .await
+    }
+
+    /// Patches and asserts 200; the answer less its live fields.
+    pub async fn patched(&self, name: &str, body: &Value) -> Value {
+        let response = self.patch(name, body).await;
+        without_live_fields(assert_json(response, StatusCode::OK).await)
     }
 
     pub async fn delete(&self, path: &str) -> Response {
@@ -223,9 +229,10 @@ impl TestApp {
         self.request(Method::HEAD, path).send().await.unwrap()
     }
 
-    /// `GET path`, asserted a JSON 200.
+    /// `GET path`, asserted a JSON 200, less the sessions' live fields
+    /// ([`without_live_fields`]).
     pub async fn get_ok(&self, path: &str) -> Value {
-        assert_json(self.get(path).await, StatusCode::OK).await
+        without_live_fields(assert_json(self.get(path).await, StatusCode::OK).await)
     }
 
     /// `GET /sessions/{name}`, asserted 200.

@@ -106,7 +106,37 @@ pub fn shipped_persona_text(key: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// `metadata` as the API answers it: plus `dir`.
+/// A pid no process can have: Linux never hands out pids above 2^22
+/// (`PID_MAX_LIMIT`), so a session recording it has a process that is `gone`.
+pub const NO_SUCH_PID: i64 = (1 << 22) + 1;
+
+/// The fields of a session answer computed at answer time from the machine and the
+/// clock (`process`, `idle_seconds`), which generic comparisons with the stored metadata
+/// leave out; the tests of those fields read them from a raw answer.
+pub const LIVE_FIELDS: [&str; 2] = ["process", "idle_seconds"];
+
+/// `value` with [`LIVE_FIELDS`] removed from every session in it (an object with a
+/// `name` and a `status`), at any depth.
+pub fn without_live_fields(mut value: Value) -> Value {
+    fn strip(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if map.contains_key("name") && map.contains_key("status") {
+                    for field in LIVE_FIELDS {
+                        map.remove(field);
+                    }
+                }
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut value);
+    value
+}
+
+/// `metadata` as the API answers it: plus `dir` (less [`LIVE_FIELDS`]).
 pub fn with_dir(metadata: &Value, dir: &Path) -> Value {
     let mut answer = metadata.clone();
     answer["dir"] = json!(dir.to_str().unwrap());
@@ -125,4 +155,19 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+/// The `pid_recorded` of `answer`, asserted to be a timestamp of the last minute.
+pub fn recorded_now(answer: &Value) -> Value {
+    let recorded = &answer["pid_recorded"];
+    let at = recorded
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .unwrap_or_else(|| panic!("pid_recorded is not a timestamp: {answer}"));
+    let age = chrono::Utc::now().signed_duration_since(at);
+    assert!(
+        age.num_seconds() < 60 && age.num_seconds() > -1,
+        "pid_recorded is not now: {answer}"
+    );
+    recorded.clone()
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::app::check_persona;
 use super::binary::BinaryServer;
-use super::fixtures::{dir_names, read_json};
+use super::fixtures::{dir_names, read_json, without_live_fields};
 
 /// Every entry under `dir` (recursively, `.archive` excepted) whose name starts with
 /// the store's temp prefix.
@@ -154,7 +154,7 @@ pub async fn check_store(
         if metadata["name"] != name {
             fail(format!("{name}/metadata.json names {}", metadata["name"]));
         }
-        let mut served_metadata = listed.clone();
+        let mut served_metadata = without_live_fields(listed.clone());
         served_metadata.as_object_mut().unwrap().remove("dir");
         if served_metadata != metadata {
             fail(format!(

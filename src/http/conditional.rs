@@ -1,0 +1,140 @@
+//! Conditional requests (RFC 9110 §13), so that writers do not overwrite each other: a
+//! strong `ETag` on every single-resource `GET` (the store version of what it shows),
+//! `If-Match` on writes (412 when stale, checked inside the write's transaction), and
+//! `If-None-Match` on reads (304 when unchanged).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::extract::Json;
+use crate::store::{IfMatch, Version};
+
+/// The `ETag` of a resource at `version`.
+pub fn etag(version: Version) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("a version is a valid header value")
+}
+
+/// The entity tags a header lists, or `None` for `*`. A weak tag (`W/"…"`) never
+/// matches a strong comparison and is dropped; a tag that is not one of ours matches
+/// nothing.
+fn tags(
+    headers: &HeaderMap,
+    name: header::HeaderName,
+) -> Result<Option<Option<Vec<Version>>>, ApiError> {
+    let mut found = false;
+    let mut versions = Vec::new();
+    for value in headers.get_all(&name) {
+        found = true;
+        let text = value.to_str().map_err(|_| bad(&name))?;
+        for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if tag == "*" {
+                return Ok(Some(None));
+            }
+            if tag.starts_with("W/") {
+                continue;
+            }
+            let inner = tag
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .ok_or_else(|| bad(&name))?;
+            versions.extend(Version::parse(inner));
+        }
+    }
+    Ok(found.then_some(Some(versions)))
+}
+
+fn bad(name: &header::HeaderName) -> ApiError {
+    ApiError::BadRequest(format!(
+        "{name} must be * or a list of quoted entity tags, as an ETag header gives them"
+    ))
+}
+
+/// A write's `If-Match`, for the store to check inside its transaction.
+#[derive(Debug, Clone, Default)]
+pub struct IfMatchHeader(pub Option<IfMatch>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatchHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Self(tags(&parts.headers, header::IF_MATCH)?.map(
+            |tags| match tags {
+                None => IfMatch::Any,
+                Some(versions) => IfMatch::Versions(versions),
+            },
+        )))
+    }
+}
+
+/// A read's `If-None-Match`.
+#[derive(Debug, Clone, Default)]
+pub struct IfNoneMatch(Option<Option<Vec<Version>>>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Self(tags(&parts.headers, header::IF_NONE_MATCH)?))
+    }
+}
+
+impl IfNoneMatch {
+    /// Whether the client already has the resource at `version` (a `*` matches any).
+    /// Weak comparison, as RFC 9110 asks for `If-None-Match`; our tags are all strong.
+    pub fn has(&self, version: Version) -> bool {
+        match &self.0 {
+            None => false,
+            Some(None) => true,
+            Some(Some(versions)) => versions.contains(&version),
+        }
+    }
+
+    /// The answer to a read of `body` at `version`: 304 with the tag when the client
+    /// has it, otherwise 200 with the tag and the body.
+    pub fn answer<T: Serialize>(&self, version: Version, body: T) -> Response {
+        let tag = [(header::ETAG, etag(version))];
+        if self.has(version) {
+            (StatusCode::NOT_MODIFIED, tag).into_response()
+        } else {
+            (tag, Json(body)).into_response()
+        }
+    }
+}
+
+/// `body` with the `ETag` of `version`: the answer to a write, so the writer can make
+/// its next conditional request without reading again.
+pub fn tagged<T: Serialize>(version: Version, body: T) -> Response {
+    ([(header::ETAG, etag(version))], Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: &str) -> Option<Option<Vec<Version>>> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_MATCH, HeaderValue::from_str(value).unwrap());
+        tags(&headers, header::IF_MATCH).unwrap()
+    }
+
+    #[test]
+    fn entity_tags_are_read_as_rfc_9110_writes_them() {
+        let v = Version {
+            epoch: 0x1a,
+            seq: 7,
+        };
+        assert_eq!(etag(v), "\"1a-7\"");
+        assert_eq!(parse("\"1a-7\""), Some(Some(vec![v])));
+        assert_eq!(parse("\"x\", \"1a-7\""), Some(Some(vec![v])));
+        assert_eq!(parse("W/\"1a-7\""), Some(Some(vec![])));
+        assert_eq!(parse("*"), Some(None));
+        assert_eq!(tags(&HeaderMap::new(), header::IF_MATCH).unwrap(), None);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("1a-7"));
+        assert!(tags(&headers, header::IF_MATCH).is_err());
+    }
+}

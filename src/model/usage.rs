@@ -1,0 +1,279 @@
+//! What a session has cost: the totals of the CLI's `result` messages that the bot
+//! reports, each counted once, and the session's budget.
+//!
+//! A `result` message's `total_cost_usd` is that run's cost only; the totals are kept
+//! here. Each message has a `uuid`: a message posted twice (a bot retrying after a lost
+//! answer) counts once, for as long as its id is among the last
+//! [`RECENT_RESULTS`] counted.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::metadata::Metadata;
+use super::time::Timestamp;
+
+/// How many result ids a session remembers to count each message once.
+pub const RECENT_RESULTS: usize = 64;
+
+/// An amount of US dollars, kept as a whole number of nano-dollars so that totals add up
+/// exactly whatever the order of the additions; written and read as a JSON number of
+/// dollars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dollars(u64);
+
+impl Dollars {
+    const PER_DOLLAR: f64 = 1e9;
+
+    /// A finite, non-negative amount; `None` otherwise.
+    pub fn from_f64(dollars: f64) -> Option<Self> {
+        (dollars.is_finite() && dollars >= 0.0 && dollars * Self::PER_DOLLAR < u64::MAX as f64)
+            .then(|| Self((dollars * Self::PER_DOLLAR).round() as u64))
+    }
+
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64 / Self::PER_DOLLAR
+    }
+
+    pub fn saturating_add(self, other: Self) -> Self {
+        Self(self.0.saturating_add(other.0))
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl Serialize for Dollars {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.as_f64())
+    }
+}
+
+/// Why an amount was refused; it names no part of the value.
+pub const DOLLARS_RULE: &str = "must be a number of US dollars, 0 or more";
+
+impl<'de> Deserialize<'de> for Dollars {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        Self::from_f64(value).ok_or_else(|| serde::de::Error::custom(DOLLARS_RULE))
+    }
+}
+
+/// A session's usage totals, as `metadata.json` keeps them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cost_usd: Dollars,
+    pub turns: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_creation_tokens: u64,
+    /// How many result messages were counted.
+    pub results: u64,
+    pub updated: Timestamp,
+    /// The ids of the last result messages counted, oldest first.
+    #[serde(default)]
+    pub recent: Vec<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The token counts of a `result` message.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct TokenCounts {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+    #[serde(default)]
+    pub cache_creation_input_tokens: u64,
+}
+
+/// The CLI's `result` stream-json message, as the bot posts it; the fields the service
+/// does not count are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ResultMessage {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub uuid: String,
+    #[serde(default)]
+    pub num_turns: u64,
+    #[serde(default)]
+    pub total_cost_usd: Dollars,
+    #[serde(default)]
+    pub usage: TokenCounts,
+}
+
+impl ResultMessage {
+    pub fn check(&self) -> Result<(), String> {
+        if self.kind != "result" {
+            return Err("not the CLI's result message: type must be \"result\"".into());
+        }
+        if self.uuid.is_empty()
+            || self.uuid.len() > 64
+            || !self.uuid.chars().all(|c| c.is_ascii_graphic())
+        {
+            return Err("uuid must be the message's id: 1 to 64 printable characters".into());
+        }
+        Ok(())
+    }
+}
+
+/// Whether a usage post changed the totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Added to the totals.
+    Added {
+        /// The total reached the budget with this message.
+        exhausted_now: bool,
+    },
+    /// Its id was counted before: nothing changed.
+    Duplicate,
+}
+
+impl Metadata {
+    /// Adds a result message to the totals, once per message id.
+    pub fn count_result(&mut self, result: &ResultMessage, now: Timestamp) -> Counted {
+        if self
+            .usage
+            .as_ref()
+            .is_some_and(|u| u.recent.contains(&result.uuid))
+        {
+            return Counted::Duplicate;
+        }
+        let was_exhausted = self.budget_exhausted();
+        let usage = self.usage.get_or_insert_with(|| Usage {
+            cost_usd: Dollars::default(),
+            turns: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_creation_tokens: 0,
+            results: 0,
+            updated: now,
+            recent: Vec::new(),
+            extra: Map::new(),
+        });
+        usage.cost_usd = usage.cost_usd.saturating_add(result.total_cost_usd);
+        usage.turns = usage.turns.saturating_add(result.num_turns);
+        let tokens = &result.usage;
+        usage.input_tokens = usage.input_tokens.saturating_add(tokens.input_tokens);
+        usage.output_tokens = usage.output_tokens.saturating_add(tokens.output_tokens);
+        usage.cache_read_tokens = usage
+            .cache_read_tokens
+            .saturating_add(tokens.cache_read_input_tokens);
+        usage.cache_creation_tokens = usage
+            .cache_creation_tokens
+            .saturating_add(tokens.cache_creation_input_tokens);
+        usage.results += 1;
+        usage.updated = now;
+        usage.recent.push(result.uuid.clone());
+        let excess = usage.recent.len().saturating_sub(RECENT_RESULTS);
+        usage.recent.drain(..excess);
+        Counted::Added {
+            exhausted_now: !was_exhausted && self.budget_exhausted(),
+        }
+    }
+
+    /// Whether the session's spending has reached its budget.
+    pub fn budget_exhausted(&self) -> bool {
+        match (self.budget_usd, &self.usage) {
+            (Some(budget), Some(usage)) => usage.cost_usd >= budget,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SessionName;
+
+    fn result(uuid: &str, cost: f64) -> ResultMessage {
+        serde_json::from_value(serde_json::json!({
+            "type": "result", "subtype": "success", "uuid": uuid, "session_id": "x",
+            "num_turns": 2, "total_cost_usd": cost, "is_error": false,
+            "usage": { "input_tokens": 10, "output_tokens": 20,
+                       "cache_read_input_tokens": 30, "cache_creation_input_tokens": 40 }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn each_message_counts_once_and_the_budget_is_reached_once() {
+        let now = Timestamp::now();
+        let mut m = Metadata::new(SessionName::parse("s").unwrap(), None, now);
+        m.budget_usd = Dollars::from_f64(0.5);
+        assert_eq!(
+            m.count_result(&result("a", 0.25), now),
+            Counted::Added {
+                exhausted_now: false
+            }
+        );
+        assert_eq!(m.count_result(&result("a", 0.25), now), Counted::Duplicate);
+        assert_eq!(
+            m.count_result(&result("b", 0.25), now),
+            Counted::Added {
+                exhausted_now: true
+            }
+        );
+        assert_eq!(
+            m.count_result(&result("c", 0.25), now),
+            Counted::Added {
+                exhausted_now: false
+            }
+        );
+        let usage = m.usage.as_ref().unwrap();
+        assert_eq!((usage.results, usage.turns, usage.input_tokens), (3, 6, 30));
+        assert_eq!(
+            (
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_creation_tokens
+            ),
+            (60, 90, 120)
+        );
+        assert_eq!(usage.cost_usd, Dollars::from_f64(0.75).unwrap());
+        assert!(m.budget_exhausted());
+    }
+
+    #[test]
+    fn only_the_last_ids_are_remembered() {
+        let now = Timestamp::now();
+        let mut m = Metadata::new(SessionName::parse("s").unwrap(), None, now);
+        for i in 0..RECENT_RESULTS + 5 {
+            m.count_result(&result(&i.to_string(), 0.0), now);
+        }
+        let recent = &m.usage.as_ref().unwrap().recent;
+        assert_eq!(recent.len(), RECENT_RESULTS);
+        assert_eq!(recent[0], "5");
+    }
+}
+
+#[cfg(test)]
+mod dollars {
+    use super::Dollars;
+
+    #[test]
+    fn sums_are_exact_in_any_order() {
+        let amounts: Vec<Dollars> = (1..=100)
+            .map(|i| Dollars::from_f64(f64::from(i) * 0.0123).unwrap())
+            .collect();
+        let forward = amounts
+            .iter()
+            .fold(Dollars::default(), |a, b| a.saturating_add(*b));
+        let backward = amounts
+            .iter()
+            .rev()
+            .fold(Dollars::default(), |a, b| a.saturating_add(*b));
+        assert_eq!(forward, backward);
+        assert_eq!(forward.as_f64(), 62.115);
+        assert_eq!(
+            serde_json::to_string(&Dollars::from_f64(0.3).unwrap()).unwrap(),
+            "0.3"
+        );
+        assert!(Dollars::from_f64(-1.0).is_none() && Dollars::from_f64(f64::NAN).is_none());
+    }
+}
