@@ -38,7 +38,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 pub use error::StoreError;
-pub use events::{Change, ChangeKind};
+pub use events::{Change, ChangeKind, Subject};
 pub use index::{Entry, Skipped, StoreHealth, Version};
 pub use ops::Switched;
 pub use recover::shim::persona_from_disk;
