@@ -210,13 +210,27 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, lets
-/// in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns.
+/// in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns. Runs the change
+/// feed meanwhile, and closes it as soon as `shutdown` resolves: a feed is an answer
+/// that never finishes by itself.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    serve_router(listener, router(state), shutdown).await
+    let feed = state.feed.clone();
+    let pump = tokio::spawn(feed.clone().run());
+    let closing = feed.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.close();
+    };
+    let served = serve_router(listener, router(state), shutdown).await;
+    feed.close();
+    if let Err(e) = pump.await {
+        tracing::error!(error = %e, "the change feed's task failed");
+    }
+    served
 }
 
 /// [`serve`] for any router (the API's, or the metrics listener's).

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::feed::Feed;
 use super::security::{Auth, HostGuard};
 use super::wire::ListCache;
 use crate::personas::Personas;
@@ -17,12 +18,15 @@ pub struct AppState {
     /// The names a request may use for this service in `Host` and `Origin`.
     pub guard: Arc<HostGuard>,
     pub lists: Arc<ListCache>,
+    /// The change feed (`GET /events`); `serve` runs it and closes it.
+    pub feed: Arc<Feed>,
     pub started: Instant,
 }
 
 impl AppState {
     pub fn new(store: Store, personas: Personas, auth: Auth, guard: HostGuard) -> Self {
         Self {
+            feed: Arc::new(Feed::new(&store)),
             store,
             personas: Arc::new(personas),
             auth: Arc::new(auth),

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::model::{Metadata, Status};
-use crate::store::{Entry, Store, Version};
+use crate::store::{Entry, Store, Version, layout};
 
 /// A session as answered: its metadata plus `dir`, the absolute path of its directory,
 /// which is computed, never stored.
@@ -21,7 +21,12 @@ pub struct SessionJson {
 
 impl SessionJson {
     pub fn new(store: &Store, entry: Arc<Entry>) -> Self {
-        let dir = store.session_dir(&entry.metadata.name);
+        Self::under(store.dir(), entry)
+    }
+
+    /// The session as answered by the store in `sessions_dir`.
+    pub fn under(sessions_dir: &Path, entry: Arc<Entry>) -> Self {
+        let dir = layout::session_dir(sessions_dir, &entry.metadata.name);
         Self { entry, dir }
     }
 
