@@ -11,6 +11,7 @@ mod container;
 mod contract;
 mod crash;
 mod durability;
+mod events;
 #[cfg(feature = "failpoints")]
 mod failpoints;
 #[cfg(feature = "failpoints")]

@@ -264,7 +264,9 @@ impl Drop for TestApp {
 
 // ---- The rest of the crate that tests use.
 
-pub use session_manager::limits::{BODY_LIMIT, HEADER_READ_TIMEOUT};
+pub use session_manager::limits::{
+    BODY_LIMIT, FEED_HISTORY, FEED_SUBSCRIBERS, HEADER_READ_TIMEOUT,
+};
 
 /// The paths of the router's table (`routes::table()`).
 pub fn route_paths() -> BTreeSet<String> {

@@ -1,7 +1,8 @@
 //! Test helpers, by what they help with: the in-process app (`app`), raw HTTP over TCP
 //! (`raw`), the real binary (`binary`), the store's invariants seen from outside
-//! (`invariants`), assertions on answers (`assert`) and files to start from
-//! (`fixtures`). Every test module takes them all with `use crate::helpers::*`.
+//! (`invariants`), assertions on answers (`assert`), files to start from (`fixtures`)
+//! and a client of the change feed (`sse`). Every test module takes them all with
+//! `use crate::helpers::*`.
 
 #![allow(dead_code)]
 
@@ -11,6 +12,7 @@ mod binary;
 mod fixtures;
 mod invariants;
 mod raw;
+mod sse;
 
 pub use app::*;
 pub use assert::*;
@@ -18,3 +20,4 @@ pub use binary::*;
 pub use fixtures::*;
 pub use invariants::*;
 pub use raw::*;
+pub use sse::*;
