@@ -26,3 +26,6 @@ pub const FEED_HISTORY: usize = 1024;
 pub const FEED_BACKLOG: usize = 1024;
 /// How long an idle feed waits before it sends a keep-alive comment.
 pub const FEED_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long, once shutdown began, a feed's connection may take to send the feed's end
+/// before it is closed (its client reads nothing).
+pub const FEED_END_GRACE: Duration = Duration::from_secs(1);

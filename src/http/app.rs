@@ -3,11 +3,12 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::HttpBody;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -16,8 +17,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tower::ServiceBuilder;
+use tower::util::MapResponse;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -30,7 +32,9 @@ use super::error::ApiError;
 use super::routes::{self, Access};
 use super::security;
 use super::state::AppState;
-use crate::limits::{BODY_LIMIT, HEADER_READ_TIMEOUT, REQUEST_TIMEOUT, SHUTDOWN_GRACE};
+use crate::limits::{
+    BODY_LIMIT, FEED_END_GRACE, HEADER_READ_TIMEOUT, REQUEST_TIMEOUT, SHUTDOWN_GRACE,
+};
 use crate::metrics::metrics;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -239,7 +243,6 @@ pub async fn serve_router(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let service = TowerToHyperService::new(router);
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -247,6 +250,7 @@ pub async fn serve_router(
     // Connection tasks are owned here, not detached: serve returns only once every
     // one has ended and dropped its handle on the state (the store and its lock).
     let mut connections = JoinSet::new();
+    let streams = Streams::default();
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -263,25 +267,88 @@ pub async fn serve_router(
         };
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
+        let connection = Connection::default();
+        let service = streams.watching(router.clone(), connection.clone());
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = graceful.watch(conn);
-        connections.spawn(async move {
+        let task = connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
+        let _ = connection.set(task);
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
-    let drained = async {
-        graceful.shutdown().await;
-        while connections.join_next().await.is_some() {}
+    let finished = {
+        let drained = async {
+            graceful.shutdown().await;
+            while connections.join_next().await.is_some() {}
+        };
+        tokio::pin!(drained);
+        // The event streams were told to end when shutdown began. One still open after
+        // FEED_END_GRACE is held by a client that reads nothing, so its end cannot be
+        // sent, and would hold the stop for the whole grace period: close it.
+        if tokio::time::timeout(FEED_END_GRACE, &mut drained)
+            .await
+            .is_ok()
+        {
+            true
+        } else {
+            streams.close();
+            let rest = SHUTDOWN_GRACE.saturating_sub(FEED_END_GRACE);
+            tokio::time::timeout(rest, &mut drained).await.is_ok()
+        }
     };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+    if !finished {
         tracing::warn!("shutdown grace period over; closing the remaining connections");
         connections.shutdown().await;
     }
     Ok(())
+}
+
+/// A connection's task, once spawned.
+type Connection = Arc<OnceLock<AbortHandle>>;
+
+/// The connections that answered an event stream, which shutdown may have to close.
+#[derive(Clone, Default)]
+struct Streams(Arc<Mutex<Vec<Connection>>>);
+
+impl Streams {
+    /// `router` for one connection, noting the connection when it answers a stream.
+    fn watching(
+        &self,
+        router: Router,
+        connection: Connection,
+    ) -> MapResponse<Router, impl FnOnce(Response) -> Response + Clone + use<>> {
+        let streams = self.clone();
+        MapResponse::new(router, move |response: Response| {
+            // A stream's answer to HEAD has no body: that connection is like any other.
+            let is_stream = !response.body().is_end_stream()
+                && (response.headers().get(header::CONTENT_TYPE))
+                    .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+            if is_stream {
+                let mut noted = streams.lock();
+                noted.retain(|c| c.get().is_none_or(|task| !task.is_finished()));
+                noted.push(connection.clone());
+            }
+            response
+        })
+    }
+
+    /// Closes every connection still answering a stream.
+    fn close(&self) {
+        for task in self.lock().iter().filter_map(|c| c.get()) {
+            if !task.is_finished() {
+                tracing::warn!("closing a change-feed connection whose client reads nothing");
+                task.abort();
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[cfg(test)]
