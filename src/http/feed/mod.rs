@@ -2,7 +2,7 @@
 //!
 //! One task, [`Feed::run`], takes the store's changes in order from its broadcast
 //! channel, turns each into an event once (id, type, JSON data), keeps it in a ring of
-//! the latest ones ([`ring`]) and sends it on the feed's own broadcast channel, to which
+//! the latest ones (`ring`) and sends it on the feed's own broadcast channel, to which
 //! each client's [`Subscription`] listens. So a change is serialised once whatever the
 //! number of clients, the writer never waits for the feed, and the feed never waits for
 //! a client: one that falls too far behind is told to resync.
@@ -104,7 +104,7 @@ impl Feed {
     }
 
     /// [`new`](Self::new) with other sizes: the ring, the live channel, the slots.
-    pub fn with_caps(store: &Store, history: usize, backlog: usize, subscribers: usize) -> Self {
+    fn with_caps(store: &Store, history: usize, backlog: usize, subscribers: usize) -> Self {
         Self {
             epoch: store.version().epoch,
             sessions_dir: store.dir().to_path_buf(),
@@ -161,8 +161,8 @@ impl Feed {
         if *closing.borrow() {
             return Err(Refused::Closing);
         }
-        let slot =
-            (self.slots.clone().try_acquire_owned()).map_err(|_| Refused::Full(self.capacity))?;
+        let slot = self.slots.clone().try_acquire_owned();
+        let slot = slot.map_err(|_| Refused::Full(self.capacity))?;
         let ring = lock(&self.ring);
         let live = self.live.subscribe();
         let start = match last_event_id {
