@@ -21,10 +21,12 @@ pub struct SessionJson {
 
 impl SessionJson {
     pub fn new(store: &Store, entry: Arc<Entry>) -> Self {
-        Self::under(store.dir(), entry)
+        let dir = store.session_dir(&entry.metadata.name);
+        Self { entry, dir }
     }
 
-    /// The session as answered by the store in `sessions_dir`.
+    /// The session as answered by the store in `sessions_dir`, for a caller that holds
+    /// no handle on the store (the change feed's task).
     pub fn under(sessions_dir: &Path, entry: Arc<Entry>) -> Self {
         let dir = layout::session_dir(sessions_dir, &entry.metadata.name);
         Self { entry, dir }
