@@ -6,8 +6,8 @@
 //!   [`config::build`], which assembles store, personas and state for `main` and the
 //!   tests alike. May use everything.
 //! - [`http`]: the router, its layers and `serve`; handlers, errors as problem answers,
-//!   access control, the session's wire format. Uses `store`, `personas`, `model`,
-//!   `metrics`, `limits`.
+//!   access control, the session's wire format, the change feed. Uses `store`,
+//!   `personas`, `model`, `metrics`, `limits`.
 //! - [`personas`]: the shipped library, first-start seeding, the loaded library. Uses
 //!   `store` (its durable file operations), `model`.
 //! - [`store`]: the sessions directory: durable writes, the lock, recovery, the index,

@@ -30,8 +30,8 @@ use super::routes::{self, Access};
 use super::security;
 use super::state::AppState;
 use crate::limits::{
-    BODY_LIMIT, HEADER_READ_TIMEOUT, PROCESS_CHECK_PERIOD, REQUEST_TIMEOUT, SHUTDOWN_GRACE,
-    max_connections, open_files_limit,
+    BODY_LIMIT, FEED_END_GRACE, HEADER_READ_TIMEOUT, PROCESS_CHECK_PERIOD, REQUEST_TIMEOUT,
+    SHUTDOWN_GRACE, max_connections, open_files_limit,
 };
 use crate::metrics::metrics;
 
@@ -232,7 +232,9 @@ async fn method_not_allowed(req: Request) -> ApiError {
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns. At most
-/// [`max_connections`] of the process's open-files limit are served at once.
+/// [`max_connections`] of the process's open-files limit are served at once. Runs the
+/// change feed and the periodic process check meanwhile, and closes the feed as soon as
+/// `shutdown` resolves: a feed is an answer that never finishes by itself.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -252,8 +254,19 @@ pub async fn serve(
             }
         }
     });
+    let feed = state.feed.clone();
+    let pump = tokio::spawn(feed.clone().run());
+    let closing = feed.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.close();
+    };
     let served = serve_router(listener, router(state), cap, shutdown).await;
     watcher.abort();
+    feed.close();
+    if let Err(e) = pump.await {
+        tracing::error!(error = %e, "the change feed's task failed");
+    }
     served
 }
 
@@ -265,7 +278,6 @@ pub async fn serve_router(
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let service = TowerToHyperService::new(router);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
@@ -291,11 +303,14 @@ pub async fn serve_router(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(http.serve_connection(TokioIo::new(stream), service.clone()));
+        let id = connections.next_id();
+        let service = connections.watching(router.clone(), id);
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        connections.spawn(id, conn);
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
-    connections.shut_down(SHUTDOWN_GRACE).await;
+    connections.shut_down(FEED_END_GRACE, SHUTDOWN_GRACE).await;
     Ok(())
 }
 

@@ -7,15 +7,22 @@
 //! `accept` would fail, again and again) nor lock out a new client such as a health
 //! check; the client that loses its idle connection reconnects, as HTTP clients do for
 //! a keep-alive connection the server closed. Shutdown asks every connection to close
-//! the same way.
+//! the same way; a connection answering the change feed whose client reads nothing
+//! cannot send the feed's end, so it is closed outright after a short grace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Display;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::body::HttpBody;
+use axum::http::header;
+use axum::response::Response;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
+use tower::util::MapResponse;
 
 /// How often, at most, reaching the cap is logged: a flood must not flood the log.
 const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
@@ -29,6 +36,20 @@ pub struct Connections {
     next_id: u64,
     stopping: watch::Sender<bool>,
     warned: Option<Instant>,
+    /// Each connection's task, to close one outright.
+    handles: HashMap<u64, AbortHandle>,
+    /// The connections that answered an event stream.
+    streams: Streams,
+}
+
+/// The ids of the connections that answered an event stream.
+#[derive(Clone, Default)]
+struct Streams(Arc<Mutex<HashSet<u64>>>);
+
+impl Streams {
+    fn lock(&self) -> MutexGuard<'_, HashSet<u64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Connections {
@@ -40,7 +61,35 @@ impl Connections {
             next_id: 0,
             stopping: watch::Sender::new(false),
             warned: None,
+            handles: HashMap::new(),
+            streams: Streams::default(),
         }
+    }
+
+    /// The id the next connection is spawned with.
+    pub fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// `router` for connection `id`, noting the connection when it answers an event
+    /// stream (so that shutdown can close it if its client reads nothing).
+    pub fn watching(
+        &self,
+        router: Router,
+        id: u64,
+    ) -> MapResponse<Router, impl FnOnce(Response) -> Response + Clone + use<>> {
+        let streams = self.streams.clone();
+        MapResponse::new(router, move |response: Response| {
+            // A stream's answer to HEAD has no body: that connection is like any other.
+            let is_stream = !response.body().is_end_stream()
+                && (response.headers().get(header::CONTENT_TYPE))
+                    .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+            if is_stream {
+                streams.lock().insert(id);
+            }
+            response
+        })
     }
 
     /// Returns once one more connection fits under the cap: at the cap, asks the oldest
@@ -65,17 +114,15 @@ impl Connections {
 
     /// Serves `conn` on a task of its own until it ends, or until it is asked to close
     /// (to make room, or at shutdown) and has closed gracefully.
-    pub fn spawn<C>(&mut self, conn: C)
+    pub fn spawn<C>(&mut self, id: u64, conn: C)
     where
         C: GracefulConnection + Send + 'static,
         C::Error: Display + Send,
     {
-        let id = self.next_id;
-        self.next_id += 1;
         let (close, asked) = oneshot::channel();
         self.open.insert(id, close);
         let mut stopping = self.stopping.subscribe();
-        self.tasks.spawn(async move {
+        let handle = self.tasks.spawn(async move {
             tokio::pin!(conn);
             let ended = tokio::select! {
                 ended = conn.as_mut() => Some(ended),
@@ -94,22 +141,47 @@ impl Connections {
             }
             id
         });
+        self.handles.insert(id, handle);
     }
 
     /// Asks every connection to close gracefully and waits for them, at most `grace`;
-    /// then closes those still open.
-    pub async fn shut_down(mut self, grace: Duration) {
+    /// a connection still answering an event stream after `stream_grace` is held by a
+    /// client that reads nothing, and is closed then; at the end of `grace`, so is any
+    /// other.
+    pub async fn shut_down(mut self, stream_grace: Duration, grace: Duration) {
         self.stopping.send_replace(true);
-        let drained = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(grace, drained).await.is_err() {
+        let started = Instant::now();
+        if self.drain(stream_grace).await {
+            return;
+        }
+        let streams: Vec<u64> = self.streams.lock().iter().copied().collect();
+        for id in streams {
+            if let Some(handle) = self.handles.get(&id) {
+                tracing::warn!("closing a change-feed connection whose client reads nothing");
+                handle.abort();
+            }
+        }
+        if !self.drain(grace.saturating_sub(started.elapsed())).await {
             tracing::warn!("shutdown grace period over; closing the remaining connections");
             self.tasks.shutdown().await;
         }
     }
 
+    /// Waits for the connections to end, at most `time`; whether they all did.
+    async fn drain(&mut self, time: Duration) -> bool {
+        let drained = async {
+            while let Some(done) = self.tasks.join_next().await {
+                self.forget(done);
+            }
+        };
+        tokio::time::timeout(time, drained).await.is_ok()
+    }
+
     fn forget(&mut self, done: Result<u64, tokio::task::JoinError>) {
         if let Ok(id) = done {
             self.open.remove(&id);
+            self.handles.remove(&id);
+            self.streams.lock().remove(&id);
         }
     }
 

@@ -69,6 +69,9 @@ pub enum ApiError {
     InsufficientStorage(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Every slot of the change feed is taken.
+    #[error("{0}")]
+    TooManySubscribers(String),
     /// A fault of ours: the cause is logged, the client hears only that it happened.
     #[error("{0}")]
     Internal(String),
@@ -149,6 +152,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
+            ),
+            TooManySubscribers(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-subscribers",
+                "Too many subscribers",
             ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

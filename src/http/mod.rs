@@ -7,6 +7,8 @@
 //! - [`state`]: the handle every handler gets;
 //! - [`routes`]: one module per resource, and the table the router is built from;
 //! - [`wire`]: the session's JSON (with the computed `dir`) and the cached list body;
+//! - [`feed`]: the change feed: the store's changes as server-sent events, with a ring
+//!   of the latest for clients that reconnect;
 //! - [`extract`]: the JSON and name extractors, whose rejections are problem answers;
 //! - [`conditional`]: `ETag`, `If-Match` and `If-None-Match`;
 //! - [`security`]: the bearer token and the Host/Origin checks, as middlewares with
@@ -14,15 +16,17 @@
 //! - [`error`]: `ApiError` and the one table of statuses and titles (RFC 9457).
 //!
 //! Within it, `error` uses no other HTTP module; `security` and `extract` use only
-//! `error`; `state` holds the store, the personas and the token check; `routes` use
-//! `state`, `wire`, `extract` and `error`; `connections` uses none of them; `app`
-//! assembles them all.
+//! `error`; `feed` uses `wire`; `state` holds the store, the personas, the token check
+//! and the feed; `routes` use `state`, `feed`, `wire`, `extract` and `error`;
+//! `connections` uses none of them; `app` assembles them all, and runs and closes the
+//! feed.
 
 pub mod app;
 pub mod conditional;
 pub mod connections;
 pub mod error;
 pub mod extract;
+pub mod feed;
 pub mod routes;
 pub mod security;
 pub mod state;

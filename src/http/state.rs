@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::feed::Feed;
 use super::security::{Auth, HostGuard};
 use super::wire::ListCache;
 use crate::launch::LaunchConfig;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub lists: Arc<ListCache>,
     /// How launch specs are made: the program, the live-process cap.
     pub launch: Arc<LaunchConfig>,
+    /// The change feed (`GET /events`); `serve` runs it and closes it.
+    pub feed: Arc<Feed>,
     pub started: Instant,
 }
 
@@ -33,6 +36,7 @@ impl AppState {
     ) -> Self {
         Self {
             launch: Arc::new(launch),
+            feed: Arc::new(Feed::new(&store)),
             store,
             personas: Arc::new(personas),
             auth: Arc::new(auth),

@@ -2,7 +2,7 @@
 //! `process` and `idle_seconds` ([`SessionJson`]) — and the body of `GET /sessions`,
 //! cached for as long as it stays true ([`ListCache`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::model::{Conversation, ConversationId, Dollars, Metadata, Status, Timestamp, Usage};
-use crate::process::Liveness;
-use crate::store::{Entry, Store, Version};
+use crate::process::{Liveness, Probe};
+use crate::store::{Entry, Store, Version, layout};
 
 /// The names computed at answer time: a stored field of the same name (someone else's)
 /// is not shown, so that it cannot shadow them.
@@ -39,6 +39,21 @@ impl SessionJson {
         let dir = store.session_dir(&entry.metadata.name);
         let process = store.liveness(&entry);
         let idle_seconds = idle_seconds(&entry.metadata, now);
+        Self {
+            entry,
+            dir,
+            process,
+            idle_seconds,
+        }
+    }
+
+    /// The session as answered by the store in `sessions_dir`, for a caller that holds
+    /// no handle on the store (the change feed's task), with `probe` for its process.
+    pub fn under(sessions_dir: &Path, probe: &Probe, entry: Arc<Entry>) -> Self {
+        let dir = layout::session_dir(sessions_dir, &entry.metadata.name);
+        let metadata = &entry.metadata;
+        let process = probe.check(metadata.pid, metadata.pid_recorded);
+        let idle_seconds = idle_seconds(metadata, SystemTime::now());
         Self {
             entry,
             dir,

@@ -40,7 +40,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 pub use error::StoreError;
-pub use events::{Change, ChangeKind};
+pub use events::{Change, ChangeKind, Subject};
 pub use index::{Entry, IfMatch, Skipped, StoreHealth, Version};
 pub use ops::Switched;
 
@@ -164,6 +164,11 @@ impl Store {
     /// The directory of a session (which the bot starts Claude Code in).
     pub fn session_dir(&self, name: &SessionName) -> PathBuf {
         layout::session_dir(self.dir(), name)
+    }
+
+    /// How this store tells whether a recorded process runs.
+    pub fn probe(&self) -> &Probe {
+        &self.shared.probe
     }
 
     /// Changes, in order, as they become durable.

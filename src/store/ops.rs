@@ -204,7 +204,7 @@ impl Tx<'_> {
         let archived = layout::archive_name(name, Timestamp::now());
         fsio::move_entry_at(self.root().fd(), name.as_str(), archive.as_fd(), &archived)?;
         tracing::info!(session = %name, archived = %format!("{ARCHIVE_DIR}/{archived}"), "session archived");
-        self.stage_removal(name);
+        self.stage_removal(ChangeKind::Archived, name);
         if self.pointer().name.as_ref() == Some(name) {
             self.write_pointer(Pointer::default())?;
         }

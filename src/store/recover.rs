@@ -256,7 +256,7 @@ pub(super) fn resync(tx: &mut Tx<'_>) {
     let pointer = scan.pointer.filter(|p| *p != index.pointer);
     drop(index);
     for name in gone {
-        tx.stage_removal(&name);
+        tx.stage_removal(ChangeKind::Dropped, &name);
     }
     for (kind, metadata) in changed {
         tx.stage(kind, metadata);

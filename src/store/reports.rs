@@ -85,7 +85,9 @@ impl Store {
         if announced.insert((name.clone(), pid)) {
             drop(announced);
             tracing::info!(session = %name, pid, "the session's recorded process is gone");
-            self.shared.announce(ChangeKind::ProcessGone, name);
+            if let Ok(entry) = self.get(name) {
+                self.shared.announce(ChangeKind::ProcessGone, entry);
+            }
         }
     }
 }
@@ -131,7 +133,7 @@ impl Tx<'_> {
         } = counted
         {
             tracing::info!(session = %name, "the session has reached its budget");
-            self.note(ChangeKind::BudgetExhausted, name);
+            self.note(ChangeKind::BudgetExhausted, entry.clone());
         }
         Ok((entry, counted))
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use super::error::StoreError;
-use super::events::{Change, ChangeKind};
+use super::events::{Change, ChangeKind, Subject};
 use super::fsio::{self, Refusal};
 use super::index::{Entry, Index, Skipped, Version};
 use super::layout::{self, CURRENT_FILE, METADATA_FILE, Pointer};
@@ -68,12 +68,12 @@ impl Shared {
 
     /// Announces an observation that changes nothing on disk (a process found gone), at
     /// the store's current version.
-    pub fn announce(&self, kind: ChangeKind, name: &SessionName) {
+    pub fn announce(&self, kind: ChangeKind, entry: Arc<Entry>) {
         let version = self.index().version();
         let _ = self.events.send(Change {
             version,
             kind,
-            name: Some(name.clone()),
+            subject: Subject::Session(entry),
         });
     }
 
@@ -101,7 +101,8 @@ pub(super) struct Tx<'a> {
     /// Sessions found unfit while writing, not yet published as skipped.
     skipped: Vec<(SessionName, Skipped)>,
     pointer: Option<Pointer>,
-    changes: Vec<(ChangeKind, Option<SessionName>)>,
+    /// Changes staged, announced in this order by `publish`.
+    changes: Vec<Change>,
 }
 
 impl Tx<'_> {
@@ -142,7 +143,7 @@ impl Tx<'_> {
             Ok(fd) => Ok(fd),
             Err(Refusal::Missing) => {
                 tracing::warn!(session = %name, "the session's directory has vanished; forgetting the session");
-                self.stage_removal(name);
+                self.stage_removal(ChangeKind::Dropped, name);
                 Err(StoreError::NotFound(name.clone()))
             }
             Err(refusal) if refusal.is_storage_failure() => Err(refusal.into_io().into()),
@@ -158,8 +159,7 @@ impl Tx<'_> {
     pub fn stage_corrupt(&mut self, name: &SessionName, reason: String) -> StoreError {
         let path = self.session_dir(name);
         tracing::warn!(path = %path.display(), %reason, "a session is no longer served");
-        self.sessions.insert(name.clone(), None);
-        self.changes.push((ChangeKind::Deleted, Some(name.clone())));
+        self.stage_removal(ChangeKind::Dropped, name);
         self.skipped.push((
             name.clone(),
             Skipped {
@@ -180,29 +180,42 @@ impl Tx<'_> {
             version: self.version,
         });
         let name = entry.metadata.name.clone();
-        self.sessions.insert(name.clone(), Some(entry.clone()));
-        self.changes.push((kind, Some(name)));
+        self.sessions.insert(name, Some(entry.clone()));
+        self.announce(kind, Subject::Session(entry.clone()));
         entry
     }
 
-    /// Announces `kind` for `name` with this transaction's changes, once they are
-    /// published.
-    pub fn note(&mut self, kind: ChangeKind, name: &SessionName) {
-        self.changes.push((kind, Some(name.clone())));
+    /// Announces `kind` about `entry` (as this transaction leaves it) with this
+    /// transaction's changes, once they are published.
+    pub fn note(&mut self, kind: ChangeKind, entry: Arc<Entry>) {
+        self.announce(kind, Subject::Session(entry));
     }
 
-    /// Stages the removal of a session, after its directory has left the tree.
-    pub fn stage_removal(&mut self, name: &SessionName) {
+    /// Stages the removal of a session, after its directory has left the tree (or was
+    /// found unfit): `kind` says which.
+    pub fn stage_removal(&mut self, kind: ChangeKind, name: &SessionName) {
         self.sessions.insert(name.clone(), None);
-        self.changes.push((ChangeKind::Deleted, Some(name.clone())));
+        self.announce(kind, Subject::Gone(name.clone()));
     }
 
     /// Stages a new current-session pointer, after `.current.json` is durable (or, on a
     /// resync, after it was read back).
     pub fn stage_pointer(&mut self, pointer: Pointer) {
-        self.changes
-            .push((ChangeKind::CurrentChanged, pointer.name.clone()));
+        let subject = Subject::Current {
+            previous: self.pointer().name,
+            active: pointer.name.clone(),
+        };
+        self.announce(ChangeKind::CurrentChanged, subject);
         self.pointer = Some(pointer);
+    }
+
+    /// Stages the announcement of a change, made at this transaction's version.
+    fn announce(&mut self, kind: ChangeKind, subject: Subject) {
+        self.changes.push(Change {
+            version: self.version,
+            kind,
+            subject,
+        });
     }
 
     /// Makes what this transaction wrote visible to readers, in one step, and announces
@@ -228,12 +241,8 @@ impl Tx<'_> {
             index.pointer_version = self.version;
         }
         drop(index);
-        for (kind, name) in self.changes.drain(..) {
-            let _ = self.shared.events.send(Change {
-                version: self.version,
-                kind,
-                name,
-            });
+        for change in self.changes.drain(..) {
+            let _ = self.shared.events.send(change);
         }
         self.version.seq += 1;
     }

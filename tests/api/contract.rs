@@ -405,6 +405,7 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
     for (method, op_path) in [
         (Method::GET, "/healthz"),
         (Method::GET, "/metrics"),
+        (Method::GET, "/events"),
         (Method::GET, "/personas"),
         (Method::GET, "/sessions"),
         (Method::GET, "/sessions/active"),

@@ -167,7 +167,8 @@ impl Client {
                 Op::Create(tag, persona)
             }
             25..50 => {
-                let mut body = json!({ "pid": 1 + rng.below(1_000_000) });
+                // Pids no process has: a live one would make the next PATCH 409.
+                let mut body = json!({ "pid": NO_SUCH_PID + 1 + rng.below(1_000_000) as i64 });
                 if rng.below(4) == 0 {
                     body["status"] = json!("idle");
                 }

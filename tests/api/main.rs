@@ -12,6 +12,7 @@ mod container;
 mod contract;
 mod crash;
 mod durability;
+mod events;
 #[cfg(feature = "failpoints")]
 mod failpoints;
 mod hostile;

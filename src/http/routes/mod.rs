@@ -2,6 +2,7 @@
 //! from, so the contract test can compare it with `openapi.yaml`.
 
 pub mod active;
+pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod personas;
@@ -28,6 +29,7 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
     use Access::*;
     vec![
         ("/healthz", Public, get(health::healthz)),
+        ("/events", Token, get(events::follow)),
         ("/metrics", Token, get(metrics::scrape)),
         ("/personas", Token, get(personas::list)),
         ("/personas/{key}", Token, get(personas::get)),

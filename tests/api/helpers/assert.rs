@@ -26,7 +26,7 @@ const SLUGS_BY_STATUS: [(u16, &[&str]); 14] = [
     (421, &["misdirected-request"]),
     (422, &["invalid-body", "invalid-filter"]),
     (500, &["internal"]),
-    (503, &["unavailable"]),
+    (503, &["unavailable", "too-many-subscribers"]),
     (507, &["insufficient-storage"]),
 ];
 

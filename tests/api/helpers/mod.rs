@@ -2,8 +2,8 @@
 //! (`raw`), the real binary (`binary`), the store's invariants seen from outside
 //! (`invariants`), assertions on answers (`assert`), files to start from (`fixtures`),
 //! what a hostile tree plants (`hostile`), a probe that collects what the binary got
-//! wrong (`probe`), and the system tools around the binary (`system`). Every test module
-//! takes them all with `use crate::helpers::*`.
+//! wrong (`probe`), the system tools around the binary (`system`), and a client of the
+//! change feed (`sse`). Every test module takes them all with `use crate::helpers::*`.
 
 #![allow(dead_code)]
 
@@ -15,6 +15,7 @@ mod hostile;
 mod invariants;
 mod probe;
 mod raw;
+mod sse;
 mod system;
 
 pub use app::*;
@@ -25,4 +26,5 @@ pub use hostile::*;
 pub use invariants::*;
 pub use probe::*;
 pub use raw::*;
+pub use sse::*;
 pub use system::*;
