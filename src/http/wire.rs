@@ -56,12 +56,16 @@ impl SessionJson {
     }
 }
 
-/// Seconds since the last switch to the session or report about it.
-pub fn idle_seconds(metadata: &Metadata, now: SystemTime) -> u64 {
-    let last = metadata
+/// When the session was last used: the last switch to it or report about it.
+pub fn last_used(metadata: &Metadata) -> Timestamp {
+    metadata
         .last_report
-        .map_or(metadata.last_active, |r| r.max(metadata.last_active));
-    now.duration_since(last.to_system_time())
+        .map_or(metadata.last_active, |r| r.max(metadata.last_active))
+}
+
+/// Seconds since the session was last used ([`last_used`]).
+pub fn idle_seconds(metadata: &Metadata, now: SystemTime) -> u64 {
+    now.duration_since(last_used(metadata).to_system_time())
         .map_or(0, |d| d.as_secs())
 }
 
