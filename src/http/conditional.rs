@@ -18,12 +18,14 @@ pub fn etag(version: Version) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("a version is a valid header value")
 }
 
-/// The entity tags a header lists, or `None` for `*`. A weak tag (`W/"…"`) never
-/// matches a strong comparison and is dropped; a tag that is not one of ours matches
-/// nothing.
+/// The entity tags a header lists, or `None` for `*`. `weak` says whether weak tags
+/// (`W/"…"`) count: they do in the weak comparison of `If-None-Match`, and never in the
+/// strong one of `If-Match`. A tag that is not one of ours matches nothing; one that is
+/// not an entity tag at all (unquoted, weak or not) is a bad request.
 fn tags(
     headers: &HeaderMap,
     name: header::HeaderName,
+    weak: bool,
 ) -> Result<Option<Option<Vec<Version>>>, ApiError> {
     let mut found = false;
     let mut versions = Vec::new();
@@ -34,13 +36,17 @@ fn tags(
             if tag == "*" {
                 return Ok(Some(None));
             }
-            if tag.starts_with("W/") {
-                continue;
-            }
-            let inner = tag
+            let (is_weak, opaque) = match tag.strip_prefix("W/") {
+                Some(opaque) => (true, opaque),
+                None => (false, tag),
+            };
+            let inner = opaque
                 .strip_prefix('"')
                 .and_then(|t| t.strip_suffix('"'))
                 .ok_or_else(|| bad(&name))?;
+            if is_weak && !weak {
+                continue;
+            }
             versions.extend(Version::parse(inner));
         }
     }
@@ -61,7 +67,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatchHeader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        Ok(Self(tags(&parts.headers, header::IF_MATCH)?.map(
+        Ok(Self(tags(&parts.headers, header::IF_MATCH, false)?.map(
             |tags| match tags {
                 None => IfMatch::Any,
                 Some(versions) => IfMatch::Versions(versions),
@@ -78,7 +84,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        Ok(Self(tags(&parts.headers, header::IF_NONE_MATCH)?))
+        Ok(Self(tags(&parts.headers, header::IF_NONE_MATCH, true)?))
     }
 }
 
@@ -115,10 +121,10 @@ pub fn tagged<T: Serialize>(version: Version, body: T) -> Response {
 mod tests {
     use super::*;
 
-    fn parse(value: &str) -> Option<Option<Vec<Version>>> {
+    fn parse(name: header::HeaderName, value: &str) -> Result<Option<Option<Vec<Version>>>, ()> {
         let mut headers = HeaderMap::new();
-        headers.insert(header::IF_MATCH, HeaderValue::from_str(value).unwrap());
-        tags(&headers, header::IF_MATCH).unwrap()
+        headers.insert(name.clone(), HeaderValue::from_str(value).unwrap());
+        tags(&headers, name.clone(), name == header::IF_NONE_MATCH).map_err(drop)
     }
 
     #[test]
@@ -127,14 +133,22 @@ mod tests {
             epoch: 0x1a,
             seq: 7,
         };
+        let if_match = |value| parse(header::IF_MATCH, value);
+        let if_none_match = |value| parse(header::IF_NONE_MATCH, value);
         assert_eq!(etag(v), "\"1a-7\"");
-        assert_eq!(parse("\"1a-7\""), Some(Some(vec![v])));
-        assert_eq!(parse("\"x\", \"1a-7\""), Some(Some(vec![v])));
-        assert_eq!(parse("W/\"1a-7\""), Some(Some(vec![])));
-        assert_eq!(parse("*"), Some(None));
-        assert_eq!(tags(&HeaderMap::new(), header::IF_MATCH).unwrap(), None);
-        let mut headers = HeaderMap::new();
-        headers.insert(header::IF_MATCH, HeaderValue::from_static("1a-7"));
-        assert!(tags(&headers, header::IF_MATCH).is_err());
+        assert_eq!(if_match("\"1a-7\""), Ok(Some(Some(vec![v]))));
+        assert_eq!(if_match("\"x\", \"1a-7\""), Ok(Some(Some(vec![v]))));
+        assert_eq!(if_match("*"), Ok(Some(None)));
+        assert_eq!(
+            tags(&HeaderMap::new(), header::IF_MATCH, false).unwrap(),
+            None
+        );
+        // A weak tag never matches strongly (If-Match), and does weakly (If-None-Match).
+        assert_eq!(if_match("W/\"1a-7\""), Ok(Some(Some(vec![]))));
+        assert_eq!(if_none_match("W/\"1a-7\""), Ok(Some(Some(vec![v]))));
+        for malformed in ["1a-7", "W/1a-7", "\"1a-7", "W/", "\""] {
+            assert_eq!(if_match(malformed), Err(()), "{malformed}");
+            assert_eq!(if_none_match(malformed), Err(()), "{malformed}");
+        }
     }
 }

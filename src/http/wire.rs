@@ -71,12 +71,16 @@ impl SessionJson {
     }
 }
 
-/// Seconds since the last switch to the session or report about it.
-pub fn idle_seconds(metadata: &Metadata, now: SystemTime) -> u64 {
-    let last = metadata
+/// When the session was last used: the last switch to it or report about it.
+pub fn last_used(metadata: &Metadata) -> Timestamp {
+    metadata
         .last_report
-        .map_or(metadata.last_active, |r| r.max(metadata.last_active));
-    now.duration_since(last.to_system_time())
+        .map_or(metadata.last_active, |r| r.max(metadata.last_active))
+}
+
+/// Seconds since the session was last used ([`last_used`]).
+pub fn idle_seconds(metadata: &Metadata, now: SystemTime) -> u64 {
+    now.duration_since(last_used(metadata).to_system_time())
         .map_or(0, |d| d.as_secs())
 }
 
@@ -183,11 +187,21 @@ pub struct Filter {
 
 /// `GET /sessions` in its JSON form, one slot per status filter, each tagged with the
 /// store version and the second it was built at: `process` and `idle_seconds` are
-/// computed, so a cached body is served within the second it was built in, and only
-/// while no write has happened.
+/// computed, so a cached body is served within the second it was built in, only while no
+/// write has happened, and only while each process it shows is still as it shows it (a
+/// process ends without a write).
 #[derive(Debug, Default)]
 pub struct ListCache {
-    slots: Mutex<[Option<(Version, u64, Bytes)>; 4]>,
+    slots: Mutex<[Option<Arc<CachedList>>; 4]>,
+}
+
+#[derive(Debug)]
+struct CachedList {
+    version: Version,
+    second: u64,
+    body: Bytes,
+    /// The listed sessions that have a recorded process, and what the body says of it.
+    processes: Vec<(Arc<Entry>, Liveness)>,
 }
 
 impl ListCache {
@@ -200,12 +214,16 @@ impl ListCache {
         let cacheable = filter.process.is_none() && filter.idle_for.is_none();
         let slot = filter.status.map_or(0, |s| s as usize + 1);
         let current = store.version();
-        if cacheable
-            && let Some((_, _, body)) = self.slots()[slot]
-                .clone()
-                .filter(|(at, built, _)| *at == current && *built == second)
-        {
-            return body;
+        if cacheable {
+            // Cloned out first: the processes are checked without the lock.
+            let cached = self.slots()[slot].clone();
+            if let Some(cached) = cached.filter(|c| {
+                c.version == current
+                    && c.second == second
+                    && c.processes.iter().all(|(e, l)| store.liveness(e) == *l)
+            }) {
+                return cached.body.clone();
+            }
         }
         let (version, entries) = store.list(filter.status);
         let sessions: Vec<SessionJson> = entries
@@ -216,18 +234,28 @@ impl ListCache {
             .collect();
         let body = Bytes::from(serde_json::to_vec(&sessions).expect("sessions serialise"));
         if cacheable {
+            let processes = sessions
+                .iter()
+                .filter(|s| s.metadata().pid.is_some())
+                .map(|s| (s.entry.clone(), s.process))
+                .collect();
             let mut slots = self.slots();
             if slots[slot]
                 .as_ref()
-                .is_none_or(|(at, built, _)| (*at, *built) < (version, second))
+                .is_none_or(|c| (c.version, c.second) < (version, second))
             {
-                slots[slot] = Some((version, second, body.clone()));
+                slots[slot] = Some(Arc::new(CachedList {
+                    version,
+                    second,
+                    body: body.clone(),
+                    processes,
+                }));
             }
         }
         body
     }
 
-    fn slots(&self) -> MutexGuard<'_, [Option<(Version, u64, Bytes)>; 4]> {
+    fn slots(&self) -> MutexGuard<'_, [Option<Arc<CachedList>>; 4]> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

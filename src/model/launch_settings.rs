@@ -134,10 +134,18 @@ impl LaunchSettings {
     }
 }
 
-/// The reserved flag `arg` sets, if any.
+/// The reserved flag `arg` sets, if any. A short flag counts however it is written: the
+/// CLI reads `-rID` as `-r ID` and `-pc` as `-p -c`.
 fn reserved(arg: &str) -> Option<&'static str> {
     let flag = arg.split_once('=').map_or(arg, |(flag, _)| flag);
-    RESERVED_FLAGS.iter().copied().find(|r| *r == flag)
+    let short = arg
+        .strip_prefix('-')
+        .filter(|rest| !rest.starts_with('-'))
+        .and_then(|rest| rest.chars().next());
+    RESERVED_FLAGS
+        .iter()
+        .copied()
+        .find(|r| *r == flag || (r.len() == 2 && short.is_some_and(|c| r.ends_with(c))))
 }
 
 /// A list of non-empty strings without NUL (each becomes one argument).
@@ -221,6 +229,9 @@ mod tests {
             "-p",
             "--session-id",
             "--add-dir=/",
+            "-r0b7b4a8e-9c41-4f4e-9a43-3f5d2f8a1c20",
+            "-pc",
+            "-c",
         ] {
             let err = parse(json!({ "extra_args": ["--debug", arg] })).unwrap_err();
             assert!(
@@ -229,5 +240,6 @@ mod tests {
             );
         }
         assert!(parse(json!({ "extra_args": ["--resume-later"] })).is_ok());
+        assert!(parse(json!({ "extra_args": ["-d", "-", "--", "--debug=api"] })).is_ok());
     }
 }

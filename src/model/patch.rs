@@ -131,14 +131,18 @@ impl MetadataPatch {
     /// Writes the patch into `metadata`, at `now`: a newly recorded pid notes when, and
     /// a new conversation enters the history.
     pub fn apply(&self, metadata: &mut Metadata, now: Timestamp) {
-        let recorded = match self.pid {
-            Field::Absent => metadata.pid,
-            Field::Null => None,
-            Field::Value(pid) => Some(pid.get()),
-        };
-        if recorded != metadata.pid {
-            metadata.pid = recorded;
-            metadata.pid_recorded = recorded.map(|_| now);
+        match self.pid {
+            Field::Absent => {}
+            Field::Null => {
+                metadata.pid = None;
+                metadata.pid_recorded = None;
+            }
+            // Recorded now even when it is the pid recorded before: the bot gives the pid
+            // of the process it runs now, which may have the old one's pid by reuse.
+            Field::Value(pid) => {
+                metadata.pid = Some(pid.get());
+                metadata.pid_recorded = Some(now);
+            }
         }
         self.status.apply_required(&mut metadata.status);
         match self.conversation {
@@ -201,6 +205,12 @@ mod tests {
             .apply(&mut m, Timestamp::now());
         assert_eq!((m.pid, m.status), (Some(7), Status::Suspended));
         assert!(m.pid_recorded.is_some());
+        // The same pid again is recorded again.
+        let later = Timestamp::parse("2100-01-01T00:00:00+00:00").unwrap();
+        patch(serde_json::json!({"pid": 7}))
+            .unwrap()
+            .apply(&mut m, later);
+        assert_eq!((m.pid, m.pid_recorded), (Some(7), Some(later)));
         patch(serde_json::json!({"pid": null}))
             .unwrap()
             .apply(&mut m, Timestamp::now());

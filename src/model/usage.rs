@@ -177,12 +177,14 @@ impl Metadata {
         }
     }
 
-    /// Whether the session's spending has reached its budget.
+    /// Whether the session's spending has reached its budget (nothing spent yet is
+    /// nothing, which a budget of 0 has reached).
     pub fn budget_exhausted(&self) -> bool {
-        match (self.budget_usd, &self.usage) {
-            (Some(budget), Some(usage)) => usage.cost_usd >= budget,
-            _ => false,
-        }
+        let spent = self
+            .usage
+            .as_ref()
+            .map_or(Dollars::default(), |u| u.cost_usd);
+        self.budget_usd.is_some_and(|budget| spent >= budget)
     }
 }
 
@@ -227,6 +229,11 @@ mod tests {
         );
         let usage = m.usage.as_ref().unwrap();
         assert_eq!((usage.results, usage.turns, usage.input_tokens), (3, 6, 30));
+        // A budget of nothing is spent before anything is counted.
+        let mut frozen = Metadata::new(SessionName::parse("f").unwrap(), None, now);
+        assert!(!frozen.budget_exhausted());
+        frozen.budget_usd = Dollars::from_f64(0.0);
+        assert!(frozen.budget_exhausted());
         assert_eq!(
             (
                 usage.output_tokens,

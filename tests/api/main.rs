@@ -22,5 +22,6 @@ mod hung;
 mod index;
 mod observability;
 mod personas;
+mod runs;
 mod security;
 mod sessions;

@@ -13,7 +13,7 @@ use crate::http::conditional::{IfMatchHeader, etag, tagged};
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Named, SessionPath};
 use crate::http::state::AppState;
-use crate::http::wire::{SessionJson, idle_seconds};
+use crate::http::wire::{SessionJson, idle_seconds, last_used};
 use crate::launch::{Launch, LaunchError, LaunchSpec, Mode};
 use crate::model::{ConversationId, Counted, InitMessage, Persona, ResultMessage, SessionName};
 use crate::process::Liveness;
@@ -188,18 +188,21 @@ fn check_max_live(state: &AppState, name: &SessionName) -> Result<(), ApiError> 
     let mut live: Vec<_> = entries
         .iter()
         .filter(|e| e.metadata.name != *name && state.store.liveness(e) == Liveness::Alive)
-        .map(|e| (idle_seconds(&e.metadata, now), e))
         .collect();
     if live.len() < max {
         return Ok(());
     }
+    // By the instant, not by the whole seconds idle: two sessions used within the
+    // same second are still in order.
     live.sort_by(|a, b| {
-        b.0.cmp(&a.0)
-            .then(a.1.metadata.name.cmp(&b.1.metadata.name))
+        last_used(&a.metadata)
+            .cmp(&last_used(&b.metadata))
+            .then(a.metadata.name.cmp(&b.metadata.name))
     });
     let stop_first = live
         .iter()
-        .map(|(idle, e)| {
+        .map(|e| {
+            let idle = idle_seconds(&e.metadata, now);
             json!({ "name": e.metadata.name, "pid": e.metadata.pid, "idle_seconds": idle })
         })
         .collect();

@@ -47,6 +47,8 @@ impl Dirs {
 pub struct Options {
     pub token: Option<String>,
     pub allowed_hosts: Vec<String>,
+    /// Further command-line arguments, such as `--max-live=2`.
+    pub args: Vec<String>,
 }
 
 pub struct TestApp {
@@ -124,6 +126,7 @@ impl TestApp {
                 .iter()
                 .map(|h| format!("--allowed-host={h}")),
         );
+        args.extend(options.args.iter().cloned());
         let cli = Cli::try_parse_from(args).expect("the test's command line parses");
         let state = build_when_unlocked(&cli.config).await;
         let (tx, rx) = oneshot::channel();

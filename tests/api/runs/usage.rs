@@ -1,0 +1,211 @@
+//! What the runs cost (the CLI's `result` messages, each counted once) and the budget.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_usage_posts_add_up_exactly_and_each_counts_once() {
+    const POSTS: u64 = 100;
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("bot").await;
+    let url = app.url("/sessions/bot/usage");
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 1..=POSTS {
+        let (client, url) = (app.client.clone(), url.clone());
+        // Computed as a bot would, in floating point: 0.0123 * 3 is 0.036899999999999995.
+        let body = result(&format!("result-{i}"), 0.0123 * i as f64);
+        posts.spawn(async move { client.post(url).json(&body).send().await.unwrap() });
+    }
+    while let Some(response) = posts.join_next().await {
+        let answer = assert_json(response.unwrap(), StatusCode::OK).await;
+        assert_eq!(answer["counted"], true, "{answer}");
+        assert_eq!(answer["budget_exhausted"], false, "{answer}");
+    }
+
+    // The exact sum, 0.0123 * (1 + 2 + ... + 100), in ten-thousandths of a dollar.
+    let sum: u64 = (1..=POSTS).map(|i| 123 * i).sum();
+    let exact: Value =
+        serde_json::from_str(&format!("{}.{:04}", sum / 10_000, sum % 10_000)).unwrap();
+    assert_eq!(exact, json!(62.115));
+    let body = app.get("/sessions/bot").await.text().await.unwrap();
+    assert!(body.contains(r#""cost_usd":62.115,"#), "{body}");
+    let session: Value = serde_json::from_str(&body).unwrap();
+    let usage = &session["usage"];
+    assert_timestamp(&usage["updated"]);
+    assert_eq!(
+        *usage,
+        json!({
+            "cost_usd": exact, "turns": 2 * POSTS, "input_tokens": 10 * POSTS,
+            "output_tokens": 20 * POSTS, "cache_read_tokens": 30 * POSTS,
+            "cache_creation_tokens": 40 * POSTS, "results": POSTS, "updated": usage["updated"],
+        })
+    );
+    let on_disk = app.metadata_on_disk("bot")["usage"].clone();
+    assert_eq!(on_disk["cost_usd"], exact);
+    assert_eq!(on_disk["results"], POSTS);
+
+    // The same message twice, at once: counted once.
+    let duplicate = result("twice", 0.5);
+    let (first, second) = tokio::join!(
+        post_usage(&app, "bot", &duplicate),
+        post_usage(&app, "bot", &duplicate)
+    );
+    let first = assert_json(first, StatusCode::OK).await;
+    let second = assert_json(second, StatusCode::OK).await;
+    let mut counted = [&first["counted"], &second["counted"]];
+    counted.sort_by_key(|c| c.as_bool());
+    assert_eq!(counted, [&json!(false), &json!(true)]);
+    let after = app.session("bot").await;
+    assert_eq!(after["usage"]["cost_usd"], json!(62.615));
+    assert_eq!(after["usage"]["results"], POSTS + 1);
+
+    // And once more after a restart: still counted once.
+    app.stop().await;
+    let app = TestApp::spawn(&dirs).await;
+    let again = assert_json(post_usage(&app, "bot", &duplicate).await, StatusCode::OK).await;
+    assert_eq!(again["counted"], false);
+    assert_eq!(without_live_fields(again["session"].clone()), after);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn usage_messages_that_are_not_results_are_refused() {
+    let app = TestApp::fresh().await;
+    app.created("bot").await;
+    let mut not_result = result("r", 0.1);
+    not_result["type"] = json!("assistant");
+    let mut no_uuid = result("r", 0.1);
+    no_uuid.as_object_mut().unwrap().remove("uuid");
+    let mut text_cost = result("r", 0.1);
+    text_cost["total_cost_usd"] = json!("0.1");
+    for body in [
+        not_result,
+        no_uuid,
+        text_cost,
+        result("r", -0.1),
+        result("", 0.1),
+        result(&"x".repeat(65), 0.1),
+        result("with space", 0.1),
+    ] {
+        let response = post_usage(&app, "bot", &body).await;
+        assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body").await;
+    }
+    assert_eq!(app.metadata_on_disk("bot").get("usage"), None);
+}
+
+#[tokio::test]
+async fn usage_reaching_the_budget_stops_launches_until_it_is_raised() {
+    let app = TestApp::fresh().await;
+    app.created("bot").await;
+    let patched = app.patched("bot", &json!({ "budget_usd": 0.05 })).await;
+    assert_eq!(patched["budget_usd"], json!(0.05));
+    assert_eq!(app.metadata_on_disk("bot")["budget_usd"], json!(0.05));
+
+    let answer = assert_json(
+        post_usage(&app, "bot", &result("r-1", 0.03)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (&answer["counted"], &answer["budget_exhausted"]),
+        (&json!(true), &json!(false))
+    );
+    launched(&app, "bot", "").await;
+    let answer = assert_json(
+        post_usage(&app, "bot", &result("r-2", 0.02)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (&answer["counted"], &answer["budget_exhausted"]),
+        (&json!(true), &json!(true))
+    );
+    assert_eq!(answer["session"]["usage"]["cost_usd"], json!(0.05));
+    assert_problem_mentioning(
+        launch(&app, "bot", "").await,
+        StatusCode::CONFLICT,
+        "budget-exhausted",
+        "has spent its budget",
+        "launch",
+    )
+    .await;
+    // Still counted, still spent.
+    let answer = assert_json(
+        post_usage(&app, "bot", &result("r-3", 0.01)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (&answer["counted"], &answer["budget_exhausted"]),
+        (&json!(true), &json!(true))
+    );
+
+    let raised = app.patched("bot", &json!({ "budget_usd": 1 })).await;
+    assert_eq!(raised["budget_usd"], json!(1.0));
+    launched(&app, "bot", "").await;
+    // A budget of nothing: no run may start, before any usage as after.
+    app.patched("bot", &json!({ "budget_usd": 0 })).await;
+    let response = launch(&app, "bot", "").await;
+    assert_problem(response, StatusCode::CONFLICT, "budget-exhausted").await;
+    app.created("frozen").await;
+    app.patched("frozen", &json!({ "budget_usd": 0 })).await;
+    let response = launch(&app, "frozen", "").await;
+    assert_problem(response, StatusCode::CONFLICT, "budget-exhausted").await;
+    let answer = assert_json(
+        post_usage(&app, "frozen", &result("r-1", 0.0)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["budget_exhausted"], true);
+
+    let cleared = app.patched("bot", &json!({ "budget_usd": null })).await;
+    assert_eq!(cleared.get("budget_usd"), None);
+    assert_eq!(app.metadata_on_disk("bot").get("budget_usd"), None);
+    launched(&app, "bot", "").await;
+
+    for bad in [json!(-1), json!("5"), json!(true)] {
+        let response = app.patch("bot", &json!({ "budget_usd": bad })).await;
+        assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body").await;
+    }
+}
+
+#[tokio::test]
+async fn a_personas_budget_is_the_sessions_budget_from_its_creation() {
+    let app = TestApp::fresh().await;
+    let mut persona = custom_persona();
+    persona["settings"]["budget_usd"] = json!(0.25);
+    let created = assert_json(
+        app.create_session("capped", Some(persona)).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(created["budget_usd"], json!(0.25));
+    assert_eq!(app.metadata_on_disk("capped")["budget_usd"], json!(0.25));
+    let answer = assert_json(
+        post_usage(&app, "capped", &result("r-1", 0.25)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["budget_exhausted"], true);
+    let response = launch(&app, "capped", "").await;
+    assert_problem(response, StatusCode::CONFLICT, "budget-exhausted").await;
+
+    // A persona put in its place with a budget brings that budget; one without keeps it.
+    let mut raised = custom_persona();
+    raised["settings"]["budget_usd"] = json!(1);
+    let response = app
+        .send_json(Method::PUT, "/sessions/capped/persona", &raised)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(app.session("capped").await["budget_usd"], json!(1.0));
+    launched(&app, "capped", "").await;
+    let response = app
+        .send_json(Method::PUT, "/sessions/capped/persona", &custom_persona())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(app.metadata_on_disk("capped")["budget_usd"], json!(1.0));
+}
