@@ -139,8 +139,11 @@ async fn every_change_arrives_with_its_data_after_the_write_is_answered() {
     );
 
     // A write that changes nothing announces nothing: the next event is the next change.
+    // (The same pid again is a write: it records when, for a pid reused by the bot's
+    // next process.)
     app.delete("/sessions/active").await;
-    app.patch("alpha", &json!({"pid": fake(4242)})).await;
+    let status = app.session("alpha").await["status"].clone();
+    app.patch("alpha", &json!({ "status": status })).await;
     app.patch("alpha", &json!({"pid": fake(7)})).await;
     let next = feed.next().await;
     assert_eq!(next.data["session"]["pid"], fake(7), "{next:?}");
