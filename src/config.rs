@@ -199,12 +199,12 @@ impl Config {
     }
 }
 
-/// A duration with a unit: `10s`, `500ms`, `2m`.
+/// A duration with a unit: `500ms`, `10s`, `2m`, `1h`, `7d`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
     let split = text
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit; write it as 10s, 500ms or 2m"))?;
+        .ok_or_else(|| format!("{text:?} has no unit; write it as 500ms, 10s, 2m, 1h or 7d"))?;
     let (number, unit) = text.split_at(split);
     let n: u64 = number
         .parse()
@@ -213,7 +213,9 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
+        _ => return Err(format!("{text:?}: the unit must be ms, s, m, h or d")),
     };
     if duration.is_zero() {
         return Err("the duration must be more than zero".to_owned());

@@ -1,7 +1,10 @@
 //! Conditional requests (RFC 9110 §13), so that writers do not overwrite each other: a
-//! strong `ETag` on every single-resource `GET` (the store version of what it shows),
-//! `If-Match` on writes (412 when stale, checked inside the write's transaction), and
-//! `If-None-Match` on reads (304 when unchanged).
+//! strong `ETag` on every single-resource `GET` (the store version of what it shows,
+//! and for a session the state of its process, so that a client polling with
+//! `If-None-Match` hears of a process that ended), `If-Match` on writes (412 when the
+//! stored state is stale, checked inside the write's transaction), and `If-None-Match`
+//! on reads (304 when unchanged). `idle_seconds`, computed from the clock, is not
+//! covered by the tag.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -11,11 +14,54 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::extract::Json;
+use crate::process::Liveness;
 use crate::store::{IfMatch, Version};
 
-/// The `ETag` of a resource at `version`.
-pub fn etag(version: Version) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).expect("a version is a valid header value")
+/// An entity tag: the store version of what an answer shows, and, for an answer that
+/// shows a session's process, its state (`"<version>"` or `"<version>.<state>"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag {
+    pub version: Version,
+    pub process: Option<Liveness>,
+}
+
+impl From<Version> for Tag {
+    fn from(version: Version) -> Self {
+        Self {
+            version,
+            process: None,
+        }
+    }
+}
+
+impl Tag {
+    pub fn with_process(version: Version, process: Liveness) -> Self {
+        Self {
+            version,
+            process: Some(process),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let (version, process) = match text.split_once('.') {
+            Some((version, process)) => (version, Some(Liveness::parse(process)?)),
+            None => (text, None),
+        };
+        Some(Self {
+            version: Version::parse(version)?,
+            process,
+        })
+    }
+}
+
+/// The `ETag` header of `tag`.
+pub fn etag(tag: impl Into<Tag>) -> HeaderValue {
+    let tag = tag.into();
+    let text = match tag.process {
+        Some(process) => format!("\"{}.{}\"", tag.version, process.as_str()),
+        None => format!("\"{}\"", tag.version),
+    };
+    HeaderValue::from_str(&text).expect("a tag is a valid header value")
 }
 
 /// The entity tags a header lists, or `None` for `*`. `weak` says whether weak tags
@@ -26,7 +72,7 @@ fn tags(
     headers: &HeaderMap,
     name: header::HeaderName,
     weak: bool,
-) -> Result<Option<Option<Vec<Version>>>, ApiError> {
+) -> Result<Option<Option<Vec<Tag>>>, ApiError> {
     let mut found = false;
     let mut versions = Vec::new();
     for value in headers.get_all(&name) {
@@ -47,7 +93,7 @@ fn tags(
             if is_weak && !weak {
                 continue;
             }
-            versions.extend(Version::parse(inner));
+            versions.extend(Tag::parse(inner));
         }
     }
     Ok(found.then_some(Some(versions)))
@@ -70,7 +116,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatchHeader {
         Ok(Self(tags(&parts.headers, header::IF_MATCH, false)?.map(
             |tags| match tags {
                 None => IfMatch::Any,
-                Some(versions) => IfMatch::Versions(versions),
+                // A write is about the stored state: the process part does not count.
+                Some(tags) => IfMatch::Versions(tags.into_iter().map(|t| t.version).collect()),
             },
         )))
     }
@@ -78,7 +125,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatchHeader {
 
 /// A read's `If-None-Match`.
 #[derive(Debug, Clone, Default)]
-pub struct IfNoneMatch(Option<Option<Vec<Version>>>);
+pub struct IfNoneMatch(Option<Option<Vec<Tag>>>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     type Rejection = ApiError;
@@ -89,39 +136,41 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
 }
 
 impl IfNoneMatch {
-    /// Whether the client already has the resource at `version` (a `*` matches any).
+    /// Whether the client already has the resource at `tag` (a `*` matches any).
     /// Weak comparison, as RFC 9110 asks for `If-None-Match`; our tags are all strong.
-    pub fn has(&self, version: Version) -> bool {
+    pub fn has(&self, tag: impl Into<Tag>) -> bool {
+        let tag = tag.into();
         match &self.0 {
             None => false,
             Some(None) => true,
-            Some(Some(versions)) => versions.contains(&version),
+            Some(Some(tags)) => tags.contains(&tag),
         }
     }
 
-    /// The answer to a read of `body` at `version`: 304 with the tag when the client
-    /// has it, otherwise 200 with the tag and the body.
-    pub fn answer<T: Serialize>(&self, version: Version, body: T) -> Response {
-        let tag = [(header::ETAG, etag(version))];
-        if self.has(version) {
-            (StatusCode::NOT_MODIFIED, tag).into_response()
+    /// The answer to a read of `body` at `tag`: 304 with the tag when the client has
+    /// it, otherwise 200 with the tag and the body.
+    pub fn answer<T: Serialize>(&self, tag: impl Into<Tag>, body: T) -> Response {
+        let tag = tag.into();
+        let header = [(header::ETAG, etag(tag))];
+        if self.has(tag) {
+            (StatusCode::NOT_MODIFIED, header).into_response()
         } else {
-            (tag, Json(body)).into_response()
+            (header, Json(body)).into_response()
         }
     }
 }
 
-/// `body` with the `ETag` of `version`: the answer to a write, so the writer can make
-/// its next conditional request without reading again.
-pub fn tagged<T: Serialize>(version: Version, body: T) -> Response {
-    ([(header::ETAG, etag(version))], Json(body)).into_response()
+/// `body` with the `ETag` of `tag`: the answer to a write, so the writer can make its
+/// next conditional request without reading again.
+pub fn tagged<T: Serialize>(tag: impl Into<Tag>, body: T) -> Response {
+    ([(header::ETAG, etag(tag))], Json(body)).into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(name: header::HeaderName, value: &str) -> Result<Option<Option<Vec<Version>>>, ()> {
+    fn parse(name: header::HeaderName, value: &str) -> Result<Option<Option<Vec<Tag>>>, ()> {
         let mut headers = HeaderMap::new();
         headers.insert(name.clone(), HeaderValue::from_str(value).unwrap());
         tags(&headers, name.clone(), name == header::IF_NONE_MATCH).map_err(drop)
@@ -135,7 +184,12 @@ mod tests {
         };
         let if_match = |value| parse(header::IF_MATCH, value);
         let if_none_match = |value| parse(header::IF_NONE_MATCH, value);
+        let v = Tag::from(v);
         assert_eq!(etag(v), "\"1a-7\"");
+        let alive = Tag::with_process(v.version, Liveness::Alive);
+        assert_eq!(etag(alive), "\"1a-7.alive\"");
+        assert_eq!(if_match("\"1a-7.alive\""), Ok(Some(Some(vec![alive]))));
+        assert_eq!(if_match("\"1a-7.dead\""), Ok(Some(Some(vec![]))));
         assert_eq!(if_match("\"1a-7\""), Ok(Some(Some(vec![v]))));
         assert_eq!(if_match("\"x\", \"1a-7\""), Ok(Some(Some(vec![v]))));
         assert_eq!(if_match("*"), Ok(Some(None)));

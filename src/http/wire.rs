@@ -78,6 +78,13 @@ pub fn last_used(metadata: &Metadata) -> Timestamp {
         .map_or(metadata.last_active, |r| r.max(metadata.last_active))
 }
 
+/// A session answer's tag: its version and its process.
+impl From<&SessionJson> for crate::http::conditional::Tag {
+    fn from(session: &SessionJson) -> Self {
+        Self::with_process(session.entry.version, session.process)
+    }
+}
+
 /// Seconds since the session was last used ([`last_used`]).
 pub fn idle_seconds(metadata: &Metadata, now: SystemTime) -> u64 {
     now.duration_since(last_used(metadata).to_system_time())

@@ -4,13 +4,12 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use crate::http::conditional::{IfMatchHeader, IfNoneMatch};
+use crate::http::conditional::{IfMatchHeader, IfNoneMatch, Tag, tagged};
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
 use crate::http::state::AppState;
 use crate::http::wire::SessionJson;
 use crate::model::SessionName;
-use crate::store::Switched;
 
 #[derive(Debug, Serialize)]
 pub struct Current {
@@ -21,13 +20,24 @@ pub struct Current {
 /// The current session; its `ETag` moves when another session becomes current or the
 /// current one changes, so `If-Match` on a switch says "if nobody switched meanwhile".
 pub async fn get(State(state): State<AppState>, if_none_match: IfNoneMatch) -> Response {
+    let (current, tag) = current(&state);
+    if_none_match.answer(tag, current)
+}
+
+/// `/sessions/active` now, and its tag: the version of the pair (pointer, current
+/// session) and the current session's process.
+fn current(state: &AppState) -> (Current, Tag) {
     let (entry, version) = state.store.current_with_version();
     let session = entry.map(|entry| SessionJson::new(&state.store, entry));
+    let tag = match &session {
+        Some(session) => Tag::with_process(version, session.process),
+        None => Tag::from(version),
+    };
     let current = Current {
         active: session.as_ref().map(|s| s.metadata().name.clone()),
         session,
     };
-    if_none_match.answer(version, current)
+    (current, tag)
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,13 +50,15 @@ pub async fn switch(
     State(state): State<AppState>,
     IfMatchHeader(if_match): IfMatchHeader,
     Json(body): Json<SwitchBody>,
-) -> Result<Json<Switched>, ApiError> {
-    Ok(Json(state.store.switch(body.name, if_match).await?))
+) -> Result<Response, ApiError> {
+    let switched = state.store.switch(body.name, if_match).await?;
+    Ok(tagged(current(&state).1, switched))
 }
 
 pub async fn clear(
     State(state): State<AppState>,
     IfMatchHeader(if_match): IfMatchHeader,
-) -> Result<Json<Switched>, ApiError> {
-    Ok(Json(state.store.clear_current(if_match).await?))
+) -> Result<Response, ApiError> {
+    let switched = state.store.clear_current(if_match).await?;
+    Ok(tagged(current(&state).1, switched))
 }

@@ -50,11 +50,8 @@ pub async fn report_conversation(
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        tagged(entry.version, SessionJson::new(&state.store, entry)),
-    )
-        .into_response())
+    let session = SessionJson::new(&state.store, entry);
+    Ok((status, tagged(&session, session.clone())).into_response())
 }
 
 #[derive(Debug, Serialize)]
@@ -73,12 +70,13 @@ pub async fn record_usage(
 ) -> Result<Response, ApiError> {
     result.check().map_err(ApiError::InvalidBody)?;
     let (entry, counted) = state.store.record_usage(name, result).await?;
+    let session = SessionJson::new(&state.store, entry.clone());
     let answer = UsageAnswer {
         counted: counted != Counted::Duplicate,
         budget_exhausted: entry.metadata.budget_exhausted(),
-        session: SessionJson::new(&state.store, entry.clone()),
+        session: session.clone(),
     };
-    Ok(tagged(entry.version, answer))
+    Ok(tagged(&session, answer))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::http::conditional::{IfMatchHeader, IfNoneMatch, etag, tagged};
+use crate::http::conditional::{IfMatchHeader, IfNoneMatch, Tag, etag, tagged};
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Named, SessionPath};
 use crate::http::state::AppState;
@@ -56,6 +56,7 @@ pub async fn create(
         created => created?,
     };
     let location = format!("/sessions/{}", entry.metadata.name);
+    let session = SessionJson::new(&state.store, entry);
     Ok((
         StatusCode::CREATED,
         [
@@ -63,9 +64,9 @@ pub async fn create(
                 header::LOCATION,
                 location.parse().expect("a name is a valid path"),
             ),
-            (header::ETAG, etag(entry.version)),
+            (header::ETAG, etag(Tag::from(&session))),
         ],
-        Json(SessionJson::new(&state.store, entry)),
+        Json(session),
     )
         .into_response())
 }
@@ -88,7 +89,8 @@ async fn existing_if_same(
              delete it first"
         )));
     }
-    Ok(tagged(entry.version, SessionJson::new(&state.store, entry)))
+    let session = SessionJson::new(&state.store, entry);
+    Ok(tagged(&session, session.clone()))
 }
 
 /// Which persona a new session gets, and what its metadata records about it.
@@ -176,9 +178,8 @@ pub async fn get(
     Named(name): SessionPath,
     if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
-    let entry = state.store.get(&name)?;
-    let version = entry.version;
-    Ok(if_none_match.answer(version, SessionJson::new(&state.store, entry)))
+    let session = SessionJson::new(&state.store, state.store.get(&name)?);
+    Ok(if_none_match.answer(&session, session.clone()))
 }
 
 pub async fn update(
@@ -189,7 +190,8 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     patch.check().map_err(ApiError::InvalidBody)?;
     let entry = state.store.update(name, patch, if_match).await?;
-    Ok(tagged(entry.version, SessionJson::new(&state.store, entry)))
+    let session = SessionJson::new(&state.store, entry);
+    Ok(tagged(&session, session.clone()))
 }
 
 pub async fn delete(

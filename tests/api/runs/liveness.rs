@@ -66,9 +66,28 @@ async fn a_recorded_process_is_alive_until_it_ends_and_then_gone() {
     assert_eq!(app.health().await["problems"], json!([]));
     let list = assert_json(app.get("/sessions").await, StatusCode::OK).await;
     assert_eq!(list[0]["process"], "alive");
+    // A poller that has the session and its process's state gets 304 ...
+    let tag = |response: &reqwest::Response| response.headers()["etag"].clone();
+    let polled = app.get("/sessions/bot").await;
+    let alive_tag = tag(&polled);
+    let unchanged = app
+        .request(reqwest::Method::GET, "/sessions/bot")
+        .header("if-none-match", alive_tag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
 
     child.end();
-    let answer = assert_json(app.get("/sessions/bot").await, StatusCode::OK).await;
+    // ... until the process ends, although nothing was written: the tag covers it.
+    let polled = app
+        .request(reqwest::Method::GET, "/sessions/bot")
+        .header("if-none-match", alive_tag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(tag(&polled), alive_tag);
+    let answer = assert_json(polled, StatusCode::OK).await;
     assert_eq!(answer["process"], "gone");
     let list = assert_json(app.get("/sessions").await, StatusCode::OK).await;
     assert_eq!(list[0]["name"], "bot");
