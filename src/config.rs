@@ -14,12 +14,15 @@ use crate::personas::Personas;
 use crate::store::{Options, Store, StoreError};
 
 #[derive(Debug, Parser)]
-#[command(name = "session-manager", version, about)]
+#[command(name = "session-manager", version, about, after_help = crate::client::EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub config: Config,
+    /// Client commands: print the API's JSON instead of a table or a sentence.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,6 +31,10 @@ pub enum Command {
     Serve,
     /// Probe a running instance's /healthz on --listen; exit 0 when it answers 200.
     Healthcheck,
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

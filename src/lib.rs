@@ -20,8 +20,11 @@
 //!   leaf every layer may read.
 //! - [`process`]: whether a recorded process is still the one recorded, from `/proc`.
 //!   Uses `model`.
+//! - [`client`]: the command-line client (`ls`, `new`, `switch`, …): speaks only the
+//!   public HTTP API; uses nothing else of the crate.
 //! - [`healthcheck`]: the client behind `session-manager healthcheck`; a leaf.
 
+pub mod client;
 pub mod config;
 pub mod healthcheck;
 pub mod http;
