@@ -6,6 +6,7 @@ mod helpers;
 mod active;
 mod binary;
 mod bodies;
+mod client;
 mod compat;
 mod concurrency;
 mod container;
