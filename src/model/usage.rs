@@ -9,7 +9,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::metadata::Metadata;
 use super::time::Timestamp;
 
 /// How many result ids a session remembers to count each message once.
@@ -131,61 +130,6 @@ pub enum Counted {
     },
     /// Its id was counted before: nothing changed.
     Duplicate,
-}
-
-impl Metadata {
-    /// Adds a result message to the totals, once per message id.
-    pub fn count_result(&mut self, result: &ResultMessage, now: Timestamp) -> Counted {
-        if self
-            .usage
-            .as_ref()
-            .is_some_and(|u| u.recent.contains(&result.uuid))
-        {
-            return Counted::Duplicate;
-        }
-        let was_exhausted = self.budget_exhausted();
-        let usage = self.usage.get_or_insert_with(|| Usage {
-            cost_usd: Dollars::default(),
-            turns: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            cache_read_tokens: 0,
-            cache_creation_tokens: 0,
-            results: 0,
-            updated: now,
-            recent: Vec::new(),
-            extra: Map::new(),
-        });
-        usage.cost_usd = usage.cost_usd.saturating_add(result.total_cost_usd);
-        usage.turns = usage.turns.saturating_add(result.num_turns);
-        let tokens = &result.usage;
-        usage.input_tokens = usage.input_tokens.saturating_add(tokens.input_tokens);
-        usage.output_tokens = usage.output_tokens.saturating_add(tokens.output_tokens);
-        usage.cache_read_tokens = usage
-            .cache_read_tokens
-            .saturating_add(tokens.cache_read_input_tokens);
-        usage.cache_creation_tokens = usage
-            .cache_creation_tokens
-            .saturating_add(tokens.cache_creation_input_tokens);
-        usage.results += 1;
-        usage.updated = now;
-        usage.recent.push(result.uuid.clone());
-        let excess = usage.recent.len().saturating_sub(RECENT_RESULTS);
-        usage.recent.drain(..excess);
-        Counted::Added {
-            exhausted_now: !was_exhausted && self.budget_exhausted(),
-        }
-    }
-
-    /// Whether the session's spending has reached its budget (nothing spent yet is
-    /// nothing, which a budget of 0 has reached).
-    pub fn budget_exhausted(&self) -> bool {
-        let spent = self
-            .usage
-            .as_ref()
-            .map_or(Dollars::default(), |u| u.cost_usd);
-        self.budget_usd.is_some_and(|budget| spent >= budget)
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! durable and visible. Each kind has its name here, and only here: the change feed
 //! (`GET /events`) sends it as the event's type.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use super::index::{Entry, Version};
 use crate::model::SessionName;
@@ -77,3 +78,8 @@ impl ChangeKind {
         }
     }
 }
+
+/// The processes already announced as gone ([`ChangeKind::ProcessGone`]), by session and
+/// pid: each is announced once.
+#[derive(Debug, Default)]
+pub struct Announced(pub Mutex<HashSet<(SessionName, i64)>>);

@@ -5,8 +5,7 @@
 //! A process found gone is announced once ([`ChangeKind::ProcessGone`]), whether a
 //! read or the periodic check ([`Store::check_processes`]) found it.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::Store;
 use super::error::StoreError;
@@ -17,10 +16,6 @@ use crate::model::{
     ConversationId, Counted, InitMessage, ResultMessage, SessionName, Status, Timestamp,
 };
 use crate::process::Liveness;
-
-/// The processes already announced as gone, by session and pid.
-#[derive(Debug, Default)]
-pub struct Announced(Mutex<HashSet<(SessionName, i64)>>);
 
 impl Store {
     /// Records the conversation a run of the session is in, from the CLI's `init`

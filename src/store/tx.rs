@@ -38,7 +38,7 @@ pub(super) struct Shared {
     /// Whether a recorded process is still running.
     pub probe: crate::process::Probe,
     /// The processes already announced as gone.
-    pub announced: super::reports::Announced,
+    pub announced: super::events::Announced,
 }
 
 impl Shared {
