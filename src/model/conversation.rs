@@ -129,7 +129,7 @@ impl InitMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SessionName;
+    use crate::model::{Metadata, SessionName};
 
     const A: &str = "0b7b4a8e-9c41-4f4e-9a43-3f5d2f8a1c20";
     const B: &str = "1c8c5b9f-ad52-4a5f-8b54-4a6e3a9b2d31";

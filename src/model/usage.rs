@@ -135,7 +135,7 @@ pub enum Counted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SessionName;
+    use crate::model::{Metadata, SessionName};
 
     fn result(uuid: &str, cost: f64) -> ResultMessage {
         serde_json::from_value(serde_json::json!({
