@@ -78,8 +78,9 @@ pub struct Config {
     #[arg(long, env = "SESSION_MANAGER_ALLOW_UNAUTHENTICATED", global = true)]
     pub allow_unauthenticated: bool,
 
-    /// Extra host names accepted in the Host and Origin headers (comma-separated), for
-    /// example the container's service name.
+    /// Extra host names or addresses accepted in the Host and Origin headers
+    /// (comma-separated), for example the container's service name, or the LAN address
+    /// the operator's browser uses.
     #[arg(
         long = "allowed-host",
         env = "SESSION_MANAGER_ALLOWED_HOSTS",

@@ -66,22 +66,37 @@ pub async fn require_token(State(auth): State<Arc<Auth>>, req: Request, next: Ne
 #[derive(Debug, Clone)]
 pub struct HostGuard {
     listen: SocketAddr,
+    /// The `--allowed-host` names, lower case.
     extra: Vec<String>,
+    /// The `--allowed-host` entries that are addresses (`192.168.1.10`, `[fd00::5]`),
+    /// compared as addresses: a browser on the LAN reaches the service by one as often
+    /// as by a name.
+    extra_ips: Vec<IpAddr>,
 }
 
 impl HostGuard {
     pub fn new(listen: SocketAddr, extra: &[String]) -> Self {
+        let entries: Vec<String> = extra
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        let ip = |entry: &String| {
+            entry
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .ok()
+        };
         Self {
             listen,
-            extra: extra
-                .iter()
-                .map(|h| h.trim().to_ascii_lowercase())
-                .filter(|h| !h.is_empty())
-                .collect(),
+            extra_ips: entries.iter().filter_map(ip).collect(),
+            extra: entries.into_iter().filter(|e| ip(e).is_none()).collect(),
         }
     }
 
-    /// A loopback name or address, the configured listen address, or an allowed name.
+    /// A loopback name or address, the configured listen address, or an allowed name
+    /// or address.
     pub fn allows_host(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
         let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -89,7 +104,9 @@ impl HostGuard {
             return true;
         }
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            return ip.is_loopback() || (ip == self.listen.ip() && !ip.is_unspecified());
+            return ip.is_loopback()
+                || (ip == self.listen.ip() && !ip.is_unspecified())
+                || self.extra_ips.contains(&ip);
         }
         self.extra.iter().any(|allowed| *allowed == bare)
     }
@@ -190,6 +207,22 @@ mod tests {
             "0.0.0.0",
             "",
             "127.0.0.1.nip.io",
+        ] {
+            assert!(!guard.allows_host(bad), "{bad}");
+        }
+        // Addresses given with --allowed-host are compared as addresses.
+        let guard = HostGuard::new(
+            "0.0.0.0:8765".parse().unwrap(),
+            &["192.168.1.10".into(), "[FD00::5]".into()],
+        );
+        for ok in ["192.168.1.10", "fd00::5", "[fd00:0::5]", "FD00::5"] {
+            assert!(guard.allows_host(ok), "{ok}");
+        }
+        for bad in [
+            "192.168.1.11",
+            "fd00::6",
+            "0.0.0.0",
+            "192.168.1.10.evil.com",
         ] {
             assert!(!guard.allows_host(bad), "{bad}");
         }

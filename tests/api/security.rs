@@ -298,7 +298,11 @@ async fn origin_of_a_foreign_web_page_is_refused() {
 #[tokio::test]
 async fn allowed_hosts_are_accepted_in_host_and_origin() {
     let app = TestApp::fresh_with(Options {
-        allowed_hosts: vec!["session-manager".into(), "Bot.Internal".into()],
+        allowed_hosts: vec![
+            "session-manager".into(),
+            "Bot.Internal".into(),
+            "192.168.1.10".into(),
+        ],
         ..Options::default()
     })
     .await;
@@ -317,6 +321,13 @@ async fn allowed_hosts_are_accepted_in_host_and_origin() {
         200
     );
     assert_eq!(status("127.0.0.1", Some("http://bot.internal")).await, 200);
+    // An address is allowed as a name is (a browser on the LAN uses one).
+    assert_eq!(
+        status("192.168.1.10:8765", Some("http://192.168.1.10:8765")).await,
+        200
+    );
+    assert_eq!(status("192.168.1.11:8765", None).await, 421);
+    assert_eq!(status("127.0.0.1", Some("http://192.168.1.11")).await, 403);
     // Only those names: not their subdomains, not another service.
     assert_eq!(status("session-manager.evil.example", None).await, 421);
     assert_eq!(status("evil.session-manager", None).await, 421);
