@@ -15,6 +15,8 @@ RUN mkdir -p src personas \
     && rm -rf src
 COPY src ./src
 COPY personas ./personas
+# The operator's page, embedded in the binary as the personas are.
+COPY ui ./ui
 # Make cargo see the real sources as newer than the stub build.
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \

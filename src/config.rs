@@ -133,6 +133,11 @@ pub struct Config {
     )]
     pub process_check: Switch,
 
+    /// Do not serve the operator's page (/ui/, and / leading to it): both are then 404
+    /// like any unknown path.
+    #[arg(long, env = "SESSION_MANAGER_NO_UI", global = true)]
+    pub no_ui: bool,
+
     /// Log format on stderr.
     #[arg(
         long,
@@ -295,5 +300,6 @@ pub fn build(config: &Config) -> Result<AppState, StartError> {
             claude_bin: config.claude_bin.clone(),
             max_live: config.max_live.map(|n| n.get()),
         },
-    ))
+    )
+    .with_ui(!config.no_ui))
 }

@@ -44,6 +44,8 @@ pub fn router(state: AppState) -> Router {
     for (path, access, methods) in routes::table() {
         match access {
             Access::Public => public = public.route(path, methods),
+            Access::Page if state.ui => public = public.route(path, methods),
+            Access::Page => {}
             Access::Token => protected = protected.route(path, methods),
         }
     }

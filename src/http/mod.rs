@@ -5,7 +5,8 @@
 //! - [`connections`]: the connections a listener serves, under a cap, and how they
 //!   are asked to close;
 //! - [`state`]: the handle every handler gets;
-//! - [`routes`]: one module per resource, and the table the router is built from;
+//! - [`routes`]: one module per resource (the operator's page, `routes::ui`, among
+//!   them), and the table the router is built from;
 //! - [`wire`]: the session's JSON (with the computed `dir`) and the cached list body;
 //! - [`feed`]: the change feed: the store's changes as server-sent events, with a ring
 //!   of the latest for clients that reconnect;

@@ -23,6 +23,8 @@ pub struct AppState {
     pub launch: Arc<LaunchConfig>,
     /// The change feed (`GET /events`); `serve` runs it and closes it.
     pub feed: Arc<Feed>,
+    /// Whether the operator's page (`/ui/`) is served: off with `--no-ui`.
+    pub ui: bool,
     pub started: Instant,
 }
 
@@ -42,7 +44,13 @@ impl AppState {
             auth: Arc::new(auth),
             guard: Arc::new(guard),
             lists: Arc::default(),
+            ui: true,
             started: Instant::now(),
         }
+    }
+
+    /// This state, serving the operator's page or not.
+    pub fn with_ui(self, ui: bool) -> Self {
+        Self { ui, ..self }
     }
 }

@@ -26,3 +26,4 @@ mod personas;
 mod runs;
 mod security;
 mod sessions;
+mod ui;

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod personas;
 pub mod runs;
 pub mod sessions;
+pub mod ui;
 
 use axum::routing::{MethodRouter, get, post};
 
@@ -18,6 +19,9 @@ use super::state::AppState;
 pub enum Access {
     Public,
     Token,
+    /// The operator's page: public (it holds no data; the API calls it makes carry the
+    /// token), and not routed at all with `--no-ui`.
+    Page,
 }
 
 /// Every method some path of [`table`] serves (`HEAD` with each `GET`): what `OPTIONS *`
@@ -62,5 +66,9 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             post(runs::report_conversation),
         ),
         ("/sessions/{name}/usage", Token, post(runs::record_usage)),
+        ("/", Page, get(ui::root)),
+        ("/ui/", Page, get(ui::index)),
+        ("/ui/app.js", Page, get(ui::script)),
+        ("/ui/app.css", Page, get(ui::style)),
     ]
 }

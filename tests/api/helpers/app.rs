@@ -136,7 +136,11 @@ impl TestApp {
         TestApp {
             addr,
             base: format!("http://{addr}"),
-            client: Client::new(),
+            // The service's own answers: a redirect (`/`) is what is tested, not followed.
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             token: options.token,
             sessions_dir: std::fs::canonicalize(dirs.sessions()).unwrap(),
             personas_dir: dirs.personas(),
