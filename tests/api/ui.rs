@@ -1,8 +1,11 @@
 //! The operator's page (`/ui/`): its files and their headers, what `--no-ui` leaves,
-//! and that the page's own origin may call the API while the Host and Origin checks
-//! still keep other pages out.
+//! that the page's own origin may call the API while the Host and Origin checks still
+//! keep other pages out, and the page itself in headless Chromium
+//! (`tests/ui/test_page.py`), against the real binary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode, header};
 use serde_json::json;
@@ -212,4 +215,82 @@ fn no_ui_is_also_read_from_the_environment() {
         .unwrap();
     let status = runtime.block_on(async { server.must(Method::GET, "/ui/", None).await.0 });
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+// ---- In a browser
+
+const BROWSER_TEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ui/test_page.py");
+/// Set (to anything) where a browser must be there, as `.ci/run` does after installing
+/// it: the browser test then fails instead of skipping.
+const REQUIRE_BROWSER: &str = "SESSION_MANAGER_UI_TEST_REQUIRED";
+/// The script's exit status when it finds no Chromium.
+const SKIPPED: i32 = 77;
+
+/// Where the screenshots go: `target/ui-screenshots/`, beside the build's own directory.
+fn screenshot_dir() -> PathBuf {
+    Path::new(BINARY)
+        .ancestors()
+        .nth(2)
+        .expect("the binary is in target/<profile>/")
+        .join("ui-screenshots")
+}
+
+fn skip(why: &str) {
+    assert!(
+        std::env::var_os(REQUIRE_BROWSER).is_none(),
+        "{REQUIRE_BROWSER} is set, but {why}"
+    );
+    println!("skipped: {why}");
+}
+
+/// The page in headless Chromium against the real binary with a token: it asks for
+/// the token, shows the sessions, switches one by a click, shows a session created
+/// over HTTP within a second without reloading, shows a title that is HTML as text,
+/// and fits a phone. Screenshots of both widths go to `target/ui-screenshots/`.
+#[test]
+fn the_page_works_in_headless_chromium() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip("python3 is not installed");
+    }
+    let dirs = Dirs::new();
+    let sessions = dirs.sessions();
+    for (name, last_active, title, tags) in [
+        (
+            "hostile",
+            "2026-11-20T10:00:00.000000+00:00",
+            "<img src=x onerror=alert(1)>",
+            json!(["xss"]),
+        ),
+        (
+            "backups",
+            "2026-11-21T10:00:00.000000+00:00",
+            "Nightly backups to the NAS",
+            json!(["backup", "nas"]),
+        ),
+    ] {
+        let mut metadata = python_metadata(name, last_active, last_active, "idle");
+        metadata["title"] = json!(title);
+        metadata["tags"] = tags;
+        write_python_session(&sessions, name, &metadata);
+    }
+    let mut command = binary_command(&sessions, &dirs.personas());
+    command.env("SESSION_MANAGER_TOKEN", TOKEN);
+    let server = BinaryServer::start(&mut command);
+
+    let mut script = Command::new("python3");
+    script
+        .arg(BROWSER_TEST)
+        .env("BASE_URL", server.url(""))
+        .env("TOKEN", TOKEN)
+        .env("SCREENSHOTS", screenshot_dir());
+    let (status, stdout, stderr) = binary_run(&mut script, Duration::from_secs(120));
+    println!("{stdout}");
+    if status.code() == Some(SKIPPED) {
+        return skip(stdout.trim());
+    }
+    assert!(
+        status.success(),
+        "the browser test failed ({status}):\n{stdout}\n{stderr}\nthe service's log:\n{}",
+        server.process.log()
+    );
 }
