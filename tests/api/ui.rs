@@ -246,7 +246,7 @@ fn skip(why: &str) {
 /// The page in headless Chromium against the real binary with a token: it asks for
 /// the token, shows the sessions, switches one by a click, shows a session created
 /// over HTTP within a second without reloading, shows a title that is HTML as text,
-/// and fits a phone. Screenshots of both widths go to `target/ui-screenshots/`.
+/// saves a title or shows why not, archives a session, and fits a phone. Screenshots of both widths go to `target/ui-screenshots/`.
 #[test]
 fn the_page_works_in_headless_chromium() {
     if Command::new("python3").arg("--version").output().is_err() {

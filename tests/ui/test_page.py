@@ -366,6 +366,24 @@ def scenario(page):
     page.screenshot("desktop-dark.png")
     page.color_scheme("light")
 
+    # A title: saved where the service takes titles, or its answer shown where not yet.
+    page.type("#p-title-value", "DNS resolver rework")
+    page.click("#p-title button")
+    said, _ = page.wait(text_of("#p-message"), "the title saved, or why not")
+    log(f"title: {said!r}")
+    if said.startswith("Saved"):
+        page.wait(f"{text_of(row('homelab') + ' td.title')} === 'DNS resolver rework'",
+                  "the new title in the table")
+
+    # Archiving asks twice, then the session leaves the table.
+    page.click(f"{row('fresh')} button.open")
+    page.wait(text_of("#p-name") + " === 'fresh'", "fresh's panel")
+    page.click("#p-archive")
+    page.click("#p-archive")
+    page.wait(f"!document.querySelector('{row('fresh')}')", "fresh archived")
+    if api("GET", "/sessions/fresh")[0] != 404:
+        raise Failure("the page's archive did not delete the session")
+
     # The hostile persona name, as text in the panel.
     page.click(f"{row('review')} button.open")
     page.wait(f"{text_of('#p-persona strong')} === {json.dumps(HOSTILE_PERSONA)}",
