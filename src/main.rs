@@ -176,8 +176,7 @@ impl Signals {
 /// before stays in service when that fails.
 async fn reload(personas: Arc<Personas>) {
     let reloaded = tokio::task::spawn_blocking(move || {
-        personas.reload()?;
-        let library = personas.library();
+        let library = personas.reload()?;
         Ok::<_, std::io::Error>((library.personas.len(), library.skipped.len()))
     })
     .await;
