@@ -6,6 +6,7 @@ pub mod health;
 pub mod metrics;
 pub mod personas;
 pub mod runs;
+pub mod schemas;
 pub mod sessions;
 
 use axum::routing::{MethodRouter, get, post};
@@ -31,6 +32,12 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/metrics", Token, get(metrics::scrape)),
         ("/personas", Token, get(personas::list)),
         ("/personas/{key}", Token, get(personas::get)),
+        (
+            "/personas/reload",
+            Token,
+            get(personas::get_reload).post(personas::reload),
+        ),
+        ("/schemas/persona.json", Token, get(schemas::persona)),
         (
             "/sessions",
             Token,
