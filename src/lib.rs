@@ -6,10 +6,13 @@
 //!   [`config::build`], which assembles store, personas and state for `main` and the
 //!   tests alike. May use everything.
 //! - [`http`]: the router, its layers and `serve`; handlers, errors as problem answers,
-//!   access control, the session's wire format. Uses `store`, `personas`, `model`,
-//!   `metrics`, `limits`.
+//!   access control, the session's wire format. Uses `store`, `personas`, `transcript`,
+//!   `model`, `metrics`, `limits`.
 //! - [`personas`]: the shipped library, first-start seeding, the loaded library. Uses
 //!   `store` (its durable file operations), `model`.
+//! - [`transcript`]: the Claude Code CLI's transcripts of a session's conversations,
+//!   found under its config dir and read from the end, never written. Uses `store`'s
+//!   `fsio` (its guarded reads), `model`.
 //! - [`store`]: the sessions directory: durable writes, the lock, recovery, the index,
 //!   the change events. Uses `model`, `metrics`, `limits`; knows nothing of HTTP.
 //! - [`metrics`]: the Prometheus registry. Uses `model`.
@@ -32,3 +35,4 @@ pub mod model;
 pub mod personas;
 pub mod process;
 pub mod store;
+pub mod transcript;

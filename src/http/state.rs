@@ -8,6 +8,7 @@ use super::wire::ListCache;
 use crate::launch::LaunchConfig;
 use crate::personas::Personas;
 use crate::store::Store;
+use crate::transcript::Transcripts;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,6 +21,8 @@ pub struct AppState {
     pub lists: Arc<ListCache>,
     /// How launch specs are made: the program, the live-process cap.
     pub launch: Arc<LaunchConfig>,
+    /// Where the Claude Code CLI keeps the sessions' transcripts.
+    pub transcripts: Arc<Transcripts>,
     pub started: Instant,
 }
 
@@ -30,9 +33,11 @@ impl AppState {
         auth: Auth,
         guard: HostGuard,
         launch: LaunchConfig,
+        transcripts: Transcripts,
     ) -> Self {
         Self {
             launch: Arc::new(launch),
+            transcripts: Arc::new(transcripts),
             store,
             personas: Arc::new(personas),
             auth: Arc::new(auth),

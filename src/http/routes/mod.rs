@@ -8,6 +8,7 @@ pub mod personas;
 pub mod runs;
 pub mod schemas;
 pub mod sessions;
+pub mod transcript;
 
 use axum::routing::{MethodRouter, get, post};
 
@@ -67,5 +68,6 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             post(runs::report_conversation),
         ),
         ("/sessions/{name}/usage", Token, post(runs::record_usage)),
+        ("/sessions/{name}/transcript", Token, get(transcript::tail)),
     ]
 }
