@@ -21,5 +21,6 @@ mod hung;
 mod index;
 mod observability;
 mod personas;
+mod reload;
 mod security;
 mod sessions;
