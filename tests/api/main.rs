@@ -24,3 +24,4 @@ mod personas;
 mod reload;
 mod security;
 mod sessions;
+mod transcript;
