@@ -20,12 +20,10 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::model::ConversationId;
 use crate::store::fsio::{self, Refusal};
 
-pub use lines::{Message, Role};
+pub use lines::{MAX_LINES, Message, Role, Tail};
 
 /// How many messages a tail has when none is asked for, and the most it may have.
 pub const DEFAULT_TAIL: usize = 20;
@@ -33,24 +31,10 @@ pub const MAX_TAIL: usize = 200;
 /// The most of a transcript's end that is read: a long conversation's file grows to
 /// tens of MiB (tool results are kept whole), and a planted one may be any size.
 pub const WINDOW_BYTES: u64 = 8 * 1024 * 1024;
-/// The most lines of that window looked at, from the end.
-pub const MAX_LINES: usize = 100_000;
 /// The longest slug the CLI uses as it is; a longer one is cut and given a hash suffix.
 const MAX_SLUG_LEN: usize = 200;
 /// The CLI's directory of transcripts, in its config dir.
 const PROJECTS_DIR: &str = "projects";
-
-/// The last messages of a transcript.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Tail {
-    /// Oldest first.
-    pub messages: Vec<Message>,
-    /// Lines read that are not JSON, or are a user or assistant line of another shape.
-    pub skipped_lines: usize,
-    /// Fewer messages than asked for, and the read stopped at its bound (the window or
-    /// the line cap) before the transcript's start: older messages may exist.
-    pub truncated: bool,
-}
 
 /// Why a transcript cannot be read. Reasons name the kind of entry, never its content.
 #[derive(Debug, thiserror::Error)]

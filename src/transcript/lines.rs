@@ -16,8 +16,22 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{MAX_LINES, Tail};
 use crate::model::Timestamp;
+
+/// The most lines of a transcript's end looked at, from the end.
+pub const MAX_LINES: usize = 100_000;
+
+/// The last messages of a transcript.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tail {
+    /// Oldest first.
+    pub messages: Vec<Message>,
+    /// Lines read that are not JSON, or are a user or assistant line of another shape.
+    pub skipped_lines: usize,
+    /// Fewer messages than asked for, and the read stopped at its bound (the window or
+    /// the line cap) before the transcript's start: older messages may exist.
+    pub truncated: bool,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
