@@ -67,6 +67,10 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(
             sessions_dir = %state.store.dir().display(),
             personas_dir = %state.personas.dir().display(),
+            claude_config_dir = %state
+                .transcripts
+                .config_dir()
+                .map_or("none (HOME is not set)".into(), |d| d.display().to_string()),
             auth = state.auth.enabled(),
             "listening on {}",
             listener.local_addr()?

@@ -73,17 +73,6 @@ impl Transcripts {
         self.config_dir.as_deref()
     }
 
-    /// Where the transcript of `conversation`, run in `session_dir` (absolute and
-    /// canonical, as the store gives it), is kept, for a slug the CLI uses as it is.
-    pub fn path(&self, session_dir: &Path, conversation: ConversationId) -> Option<PathBuf> {
-        let dir = self.config_dir.as_ref()?;
-        Some(
-            dir.join(PROJECTS_DIR)
-                .join(project_slug(session_dir))
-                .join(file_name(conversation)),
-        )
-    }
-
     /// The last `count` user and assistant messages of `conversation`'s transcript.
     /// Blocking: call it off the async runtime.
     pub fn tail(
@@ -242,6 +231,32 @@ mod tests {
             assert!(!is_plain_name(bad), "{bad:?}");
         }
         assert!(is_plain_name(&project_slug(Path::new("/../x/.."))));
+    }
+
+    #[test]
+    fn a_slug_the_cli_cut_is_found_by_its_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = Path::new("/srv").join("s".repeat(250));
+        let slug = project_slug(&long);
+        let name = "c.jsonl";
+        let projects = fsio::open_dir(dir.path()).unwrap();
+        let missing = open_transcript(&projects, &slug, name).unwrap_err();
+        assert_eq!(missing.0, format!("{}-*", &slug[..MAX_SLUG_LEN]));
+        // Another directory with the same prefix, without the file, is passed over.
+        for suffix in ["-0other", "-1hash"] {
+            std::fs::create_dir(
+                dir.path()
+                    .join(format!("{}{suffix}", &slug[..MAX_SLUG_LEN])),
+            )
+            .unwrap();
+        }
+        let found = dir.path().join(format!("{}-1hash", &slug[..MAX_SLUG_LEN]));
+        std::fs::write(found.join(name), "{}\n").unwrap();
+        let (at, _, size) = open_transcript(&projects, &slug, name).unwrap();
+        assert_eq!(
+            (at.as_str(), size),
+            (found.file_name().unwrap().to_str().unwrap(), 3)
+        );
     }
 
     #[test]
