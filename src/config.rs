@@ -12,6 +12,7 @@ use crate::http::state::AppState;
 use crate::launch::LaunchConfig;
 use crate::personas::Personas;
 use crate::store::{Options, Store, StoreError};
+use crate::transcript::Transcripts;
 
 #[derive(Debug, Parser)]
 #[command(name = "session-manager", version, about, after_help = crate::client::EXIT_CODES)]
@@ -132,6 +133,11 @@ pub struct Config {
     )]
     pub process_check: Switch,
 
+    /// The Claude Code CLI's config directory, where it keeps the sessions' transcripts
+    /// (`projects/`), read only [default: $CLAUDE_CONFIG_DIR, or ~/.claude]
+    #[arg(long, env = "SESSION_MANAGER_CLAUDE_CONFIG_DIR", global = true)]
+    pub claude_config_dir: Option<PathBuf>,
+
     /// Log format on stderr.
     #[arg(
         long,
@@ -177,6 +183,17 @@ impl Config {
 
     pub fn personas_dir(&self) -> Result<PathBuf, ConfigError> {
         resolve_dir(&self.personas_dir, "telegram/personas", "--personas-dir")
+    }
+
+    /// The Claude Code CLI's config directory: the flag, else the CLI's own
+    /// `CLAUDE_CONFIG_DIR`, else `~/.claude`; `None` when none is given and HOME is not
+    /// set (the transcripts are then not served, and the rest is).
+    pub fn claude_config_dir(&self) -> Option<PathBuf> {
+        claude_config_dir(
+            self.claude_config_dir.clone(),
+            std::env::var_os("CLAUDE_CONFIG_DIR"),
+            std::env::var_os("HOME"),
+        )
     }
 
     /// The bearer token, if one is configured: the environment variable wins over the file.
@@ -228,6 +245,17 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         return Err("the duration must be more than zero".to_owned());
     }
     Ok(duration)
+}
+
+/// [`Config::claude_config_dir`], from the values of the flag and the environment.
+fn claude_config_dir(
+    flag: Option<PathBuf>,
+    claude_env: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let given = |v: &std::ffi::OsString| !v.is_empty();
+    flag.or_else(|| claude_env.filter(given).map(PathBuf::from))
+        .or_else(|| home.filter(given).map(|h| PathBuf::from(h).join(".claude")))
 }
 
 fn read_token_file(path: &Path) -> Result<String, ConfigError> {
@@ -294,5 +322,29 @@ pub fn build(config: &Config) -> Result<AppState, StartError> {
             claude_bin: config.claude_bin.clone(),
             max_live: config.max_live.map(|n| n.get()),
         },
+        Transcripts::new(config.claude_config_dir()),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_claude_config_dir_is_the_flag_then_the_clis_variable_then_home() {
+        let some = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            claude_config_dir(Some("/flag".into()), some("/env"), some("/home/op")),
+            Some(PathBuf::from("/flag"))
+        );
+        assert_eq!(
+            claude_config_dir(None, some("/env"), some("/home/op")),
+            Some(PathBuf::from("/env"))
+        );
+        assert_eq!(
+            claude_config_dir(None, some(""), some("/home/op")),
+            Some(PathBuf::from("/home/op/.claude"))
+        );
+        assert_eq!(claude_config_dir(None, None, some("")), None);
+    }
 }

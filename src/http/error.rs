@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::limits::BODY_LIMIT;
 use crate::model::{NameError, StrictError};
 use crate::store::StoreError;
+use crate::transcript::TranscriptError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -51,6 +52,15 @@ pub enum ApiError {
     /// Resume or fork asked of a session without a conversation.
     #[error("{0}")]
     NoConversation(String),
+    /// A transcript asked of a session without a conversation.
+    #[error("{0}")]
+    NoCurrentConversation(String),
+    /// The conversation's transcript file is not there.
+    #[error("{0}")]
+    TranscriptMissing(String),
+    /// The transcript's path holds something that is not read (a symlink, a FIFO, ...).
+    #[error("{0}")]
+    TranscriptRefused(String),
     #[error("{0}")]
     PreconditionFailed(String),
     /// More live sessions than `--max-live`; carries the live sessions, least recently
@@ -117,6 +127,21 @@ impl ApiError {
             ProcessAlive(..) => (StatusCode::CONFLICT, "process-alive", "Process alive"),
             BudgetExhausted(_) => (StatusCode::CONFLICT, "budget-exhausted", "Budget exhausted"),
             NoConversation(_) => (StatusCode::CONFLICT, "no-conversation", "No conversation"),
+            NoCurrentConversation(_) => (
+                StatusCode::NOT_FOUND,
+                "no-current-conversation",
+                "No current conversation",
+            ),
+            TranscriptMissing(_) => (
+                StatusCode::NOT_FOUND,
+                "transcript-missing",
+                "Transcript missing",
+            ),
+            TranscriptRefused(_) => (
+                StatusCode::CONFLICT,
+                "transcript-refused",
+                "Transcript refused",
+            ),
             PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",
@@ -259,6 +284,19 @@ impl From<StoreError> for ApiError {
             | StoreError::Hung(_) => ApiError::Unavailable(e.to_string()),
             StoreError::Open { .. } | StoreError::Locked { .. } | StoreError::Internal(_) => {
                 ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<TranscriptError> for ApiError {
+    fn from(e: TranscriptError) -> Self {
+        match e {
+            TranscriptError::Missing(_) => ApiError::TranscriptMissing(e.to_string()),
+            TranscriptError::Refused { .. } => ApiError::TranscriptRefused(e.to_string()),
+            TranscriptError::NoConfigDir | TranscriptError::Io { .. } => {
+                tracing::warn!(error = %e, "a transcript cannot be read");
+                ApiError::Unavailable(e.to_string())
             }
         }
     }

@@ -9,6 +9,7 @@ use super::wire::ListCache;
 use crate::launch::LaunchConfig;
 use crate::personas::Personas;
 use crate::store::Store;
+use crate::transcript::Transcripts;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +24,8 @@ pub struct AppState {
     pub launch: Arc<LaunchConfig>,
     /// The change feed (`GET /events`); `serve` runs it and closes it.
     pub feed: Arc<Feed>,
+    /// Where the Claude Code CLI keeps the sessions' transcripts.
+    pub transcripts: Arc<Transcripts>,
     pub started: Instant,
 }
 
@@ -33,10 +36,12 @@ impl AppState {
         auth: Auth,
         guard: HostGuard,
         launch: LaunchConfig,
+        transcripts: Transcripts,
     ) -> Self {
         Self {
             launch: Arc::new(launch),
             feed: Arc::new(Feed::new(&store)),
+            transcripts: Arc::new(transcripts),
             store,
             personas: Arc::new(personas),
             auth: Arc::new(auth),

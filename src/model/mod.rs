@@ -1,5 +1,5 @@
 //! The domain types: validated names, session status, `metadata.json`, its patch type,
-//! and personas; strict JSON (`json`: no key twice in an object) and the parsers of the
+//! and personas (with their JSON Schema, `persona_schema`); strict JSON (`json`: no key twice in an object) and the parsers of the
 //! files read back from disk (`disk`), whose reasons never quote the file.
 //!
 //! No HTTP and no I/O here. Everything that crosses the disk keeps the fields it does not
@@ -14,6 +14,7 @@ mod metadata;
 mod name;
 mod patch;
 mod persona;
+mod persona_schema;
 mod time;
 mod usage;
 
@@ -33,6 +34,7 @@ pub use persona::{
     MAX_TURNS_RULE, Persona, Settings, as_integer, from_json_value, persona_budget,
     visible_text_pattern,
 };
+pub use persona_schema::{PERSONA_SCHEMA_DIALECT, persona_schema};
 pub use time::Timestamp;
 pub use usage::{
     Counted, DOLLARS_RULE, Dollars, RECENT_RESULTS, ResultMessage, TokenCounts, Usage,

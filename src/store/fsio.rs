@@ -126,9 +126,9 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// Reads the regular file `name` in `dir`, at most `cap` bytes: a symlink, a FIFO, a
-/// device, a directory or a larger file is refused without reading a byte of it.
-pub fn read_capped_at(dir: impl AsFd, name: &str, cap: usize) -> Result<Vec<u8>, Refusal> {
+/// Opens the regular file `name` in `dir` for reading, and gives its size: a symlink is
+/// refused, a FIFO never blocks the open, and anything but a regular file is refused.
+pub fn open_regular_at(dir: impl AsFd, name: &str) -> Result<(File, u64), Refusal> {
     let flags =
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     let fd = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
@@ -145,14 +145,20 @@ pub fn read_capped_at(dir: impl AsFd, name: &str, cap: usize) -> Result<Vec<u8>,
             expected: "a regular file",
         });
     }
-    let size = usize::try_from(stat.st_size).unwrap_or(usize::MAX);
+    Ok((File::from(fd), u64::try_from(stat.st_size).unwrap_or(0)))
+}
+
+/// Reads the regular file `name` in `dir`, at most `cap` bytes: a symlink, a FIFO, a
+/// device, a directory or a larger file is refused without reading a byte of it.
+pub fn read_capped_at(dir: impl AsFd, name: &str, cap: usize) -> Result<Vec<u8>, Refusal> {
+    let (file, size) = open_regular_at(dir, name)?;
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
     if size > cap {
         return Err(Refusal::TooLarge(cap));
     }
     // The file may grow between fstat and read: read one byte past the cap to tell.
     let mut bytes = Vec::with_capacity(size + 1);
-    File::from(fd)
-        .take(cap as u64 + 1)
+    file.take(cap as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(Refusal::Io)?;
     if bytes.len() > cap {

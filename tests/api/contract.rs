@@ -309,7 +309,9 @@ fn every_operation_lists_its_auth_and_body_errors() {
             assert!(op.lists("404"), "{label} names a resource, so lists 404");
         }
         assert!(!op.lists("405"), "{label}: 405 is not per operation");
-        let writes = matches!(op.method.as_str(), "post" | "put" | "patch" | "delete");
+        // `x-writes: false` marks an operation that changes nothing on disk (a reload).
+        let writes = matches!(op.method.as_str(), "post" | "put" | "patch" | "delete")
+            && op.node["x-writes"].as_bool() != Some(false);
         if writes {
             for status in ["503", "507"] {
                 assert!(op.lists(status), "{label} writes, so lists {status}");
@@ -421,6 +423,19 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         ("a.b", "/personas/{key}"),
     ] {
         probes.push(probe(Method::GET, &format!("/personas/{key}"), op_path));
+    }
+    for (method, path) in [
+        (Method::GET, "/personas/reload"),
+        (Method::POST, "/personas/reload"),
+        (Method::GET, "/schemas/persona.json"),
+    ] {
+        probes.push(probe(method, path, path));
+    }
+    for query in ["", "?tail=3", "?tail=0", "?count=3"] {
+        for name in [SESSION, "missing", "broken", "bad.name"] {
+            let path = format!("/sessions/{name}/transcript{query}");
+            probes.push(probe(Method::GET, &path, "/sessions/{name}/transcript"));
+        }
     }
     for name in [SESSION, "missing", "broken", "bad.name", "a%2Fb"] {
         for (method, op_path) in [
@@ -566,6 +581,11 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         ("PUT /sessions/active", 404),
         ("DELETE /sessions/{name}", 204),
         ("GET /sessions", 422),
+        ("GET /sessions/{name}/transcript", 404),
+        ("GET /sessions/{name}/transcript", 409),
+        ("GET /sessions/{name}/transcript", 422),
+        ("POST /personas/reload", 200),
+        ("GET /schemas/persona.json", 200),
     ] {
         assert!(
             seen.contains(&(op.to_owned(), status)),

@@ -23,6 +23,8 @@ mod hung;
 mod index;
 mod observability;
 mod personas;
+mod reload;
 mod runs;
 mod security;
 mod sessions;
+mod transcript;

@@ -7,7 +7,9 @@ pub mod health;
 pub mod metrics;
 pub mod personas;
 pub mod runs;
+pub mod schemas;
 pub mod sessions;
+pub mod transcript;
 
 use axum::routing::{MethodRouter, get, post};
 
@@ -33,6 +35,12 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/metrics", Token, get(metrics::scrape)),
         ("/personas", Token, get(personas::list)),
         ("/personas/{key}", Token, get(personas::get)),
+        (
+            "/personas/reload",
+            Token,
+            get(personas::get_reload).post(personas::reload),
+        ),
+        ("/schemas/persona.json", Token, get(schemas::persona)),
         (
             "/sessions",
             Token,
@@ -62,5 +70,6 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             post(runs::report_conversation),
         ),
         ("/sessions/{name}/usage", Token, post(runs::record_usage)),
+        ("/sessions/{name}/transcript", Token, get(transcript::tail)),
     ]
 }

@@ -17,10 +17,21 @@ const SLUGS_BY_STATUS: [(u16, &[&str]); 14] = [
     (400, &["bad-request", "invalid-name", "malformed-json"]),
     (401, &["unauthorized"]),
     (403, &["forbidden-origin"]),
-    (404, &["not-found"]),
+    (
+        404,
+        &["not-found", "no-current-conversation", "transcript-missing"],
+    ),
     (405, &["method-not-allowed"]),
     (408, &["request-timeout"]),
-    (409, &["exists", "status-conflict", "corrupt-entry"]),
+    (
+        409,
+        &[
+            "exists",
+            "status-conflict",
+            "corrupt-entry",
+            "transcript-refused",
+        ],
+    ),
     (413, &["payload-too-large"]),
     (415, &["unsupported-media-type"]),
     (421, &["misdirected-request"]),
