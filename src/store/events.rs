@@ -24,4 +24,9 @@ pub enum ChangeKind {
     ProcessGone,
     /// A usage report brought the session's spending to its budget.
     BudgetExhausted,
+    /// An archived session came back as this session (`POST /archive/{id}/restore`).
+    Restored,
+    /// An archived session of this name was removed for good (`DELETE /archive/{id}`,
+    /// or the purge of old ones).
+    ArchiveRemoved,
 }
