@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn ids_order_by_time_then_by_id() {
         let id = |text: &str| ArchiveId::parse(text).unwrap();
-        let mut ids = vec![
+        let mut ids = [
             id("b.20261124T212216.000002Z"),
             id("a.20261124T212216.000002Z"),
             id("z.20261124T212216.000001Z"),

@@ -224,12 +224,6 @@ impl Tx<'_> {
         id: &ArchiveId,
         name: Option<SessionName>,
     ) -> Result<Arc<Entry>, StoreError> {
-        let name = name.unwrap_or_else(|| id.name().clone());
-        match self.get(&name) {
-            Err(StoreError::NotFound(_)) => {}
-            Ok(_) | Err(StoreError::Corrupt { .. }) => return Err(StoreError::Exists(name)),
-            Err(e) => return Err(e),
-        }
         let archive = open_archive(self.shared)?.ok_or_else(|| not_found(id))?;
         let dir = match fsio::open_dir_at(&archive, id.as_str()) {
             Ok(dir) => dir,
@@ -238,6 +232,12 @@ impl Tx<'_> {
             Err(e) => return Err(unfit(id, format!("the archived entry {e}"))),
         };
         let mut metadata = read_metadata(dir.as_fd(), id).map_err(|reason| unfit(id, reason))?;
+        let name = name.unwrap_or_else(|| id.name().clone());
+        match self.get(&name) {
+            Err(StoreError::NotFound(_)) => {}
+            Ok(_) | Err(StoreError::Corrupt { .. }) => return Err(StoreError::Exists(name)),
+            Err(e) => return Err(e),
+        }
         if name != metadata.name
             && let Some(conversation) = metadata.conversation
         {

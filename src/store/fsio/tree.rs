@@ -162,11 +162,11 @@ pub fn tree_size(root: OwnedFd, depth: usize, max_entries: u64) -> TreeSize {
             continue;
         };
         match FileType::from_raw_mode(stat.st_mode) {
-            FileType::RegularFile => {
-                if stat.st_nlink <= 1 || linked.insert((stat.st_dev, stat.st_ino)) {
-                    let bytes = u64::try_from(stat.st_size).unwrap_or(0);
-                    size.bytes = size.bytes.saturating_add(bytes);
-                }
+            FileType::RegularFile
+                if stat.st_nlink <= 1 || linked.insert((stat.st_dev, stat.st_ino)) =>
+            {
+                let bytes = u64::try_from(stat.st_size).unwrap_or(0);
+                size.bytes = size.bytes.saturating_add(bytes);
             }
             FileType::Directory if levels.len() >= depth => size.complete = false,
             FileType::Directory => match child_dir(&dir, &child)
