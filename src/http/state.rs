@@ -1,7 +1,7 @@
 //! The application state every handler receives: cheap to clone, no lock in sight.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::security::{Auth, HostGuard};
 use super::wire::ListCache;
@@ -20,6 +20,8 @@ pub struct AppState {
     pub lists: Arc<ListCache>,
     /// How launch specs are made: the program, the live-process cap.
     pub launch: Arc<LaunchConfig>,
+    /// How long archived sessions are kept (`--archive-keep-days`); `None`: for ever.
+    pub archive_keep: Option<Duration>,
     pub started: Instant,
 }
 
@@ -38,6 +40,7 @@ impl AppState {
             auth: Arc::new(auth),
             guard: Arc::new(guard),
             lists: Arc::default(),
+            archive_keep: None,
             started: Instant::now(),
         }
     }

@@ -2,6 +2,7 @@
 //! from, so the contract test can compare it with `openapi.yaml`.
 
 pub mod active;
+pub mod archive;
 pub mod health;
 pub mod metrics;
 pub mod personas;
@@ -60,5 +61,12 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             post(runs::report_conversation),
         ),
         ("/sessions/{name}/usage", Token, post(runs::record_usage)),
+        ("/archive", Token, get(archive::list)),
+        (
+            "/archive/{id}",
+            Token,
+            get(archive::get).delete(archive::remove),
+        ),
+        ("/archive/{id}/restore", Token, post(archive::restore)),
     ]
 }
