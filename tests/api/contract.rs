@@ -109,7 +109,9 @@ fn spec_methods(doc: &Yaml) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 fn concrete(path: &str) -> String {
-    path.replace("{name}", SESSION).replace("{key}", "default")
+    path.replace("{name}", SESSION)
+        .replace("{key}", "default")
+        .replace("{id}", "contract.20260101T000000.000000Z")
 }
 
 #[test]
@@ -202,19 +204,24 @@ fn spec_is_openapi_3_1_for_this_service() {
         );
     }
 
-    // Every path parameter follows the naming rules.
+    // Every path parameter follows the naming rules (an archive id, its own).
     for (path, item) in entries(&doc["paths"]) {
         for param in item["parameters"].as_vec().into_iter().flatten() {
             let param = resolve(&doc, param);
             let schema = resolve(&doc, &param["schema"]);
             assert_eq!(param["in"].as_str(), Some("path"), "{path}");
+            let name = param["name"].as_str().unwrap();
             assert!(
-                path.contains(&format!("{{{}}}", param["name"].as_str().unwrap())),
+                path.contains(&format!("{{{name}}}")),
                 "{path} names its parameter"
             );
-            assert_eq!(schema["pattern"].as_str(), Some("^[a-zA-Z0-9_-]+$"));
-            assert_eq!(schema["minLength"].as_i64(), Some(1));
-            assert_eq!(schema["maxLength"].as_i64(), Some(50));
+            let (pattern, min, max) = match name {
+                "id" => (ARCHIVE_ID_PATTERN, ARCHIVE_ID_LEN.0, ARCHIVE_ID_LEN.1),
+                _ => ("^[a-zA-Z0-9_-]+$", 1, 50),
+            };
+            assert_eq!(schema["pattern"].as_str(), Some(pattern), "{path}");
+            assert_eq!(schema["minLength"].as_i64(), Some(min as i64), "{path}");
+            assert_eq!(schema["maxLength"].as_i64(), Some(max as i64), "{path}");
         }
     }
 }

@@ -47,6 +47,8 @@ impl Dirs {
 pub struct Options {
     pub token: Option<String>,
     pub allowed_hosts: Vec<String>,
+    /// `--archive-keep-days`.
+    pub archive_keep_days: Option<u32>,
 }
 
 pub struct TestApp {
@@ -124,6 +126,9 @@ impl TestApp {
                 .iter()
                 .map(|h| format!("--allowed-host={h}")),
         );
+        if let Some(days) = options.archive_keep_days {
+            args.push(format!("--archive-keep-days={days}"));
+        }
         let cli = Cli::try_parse_from(args).expect("the test's command line parses");
         let state = build_when_unlocked(&cli.config).await;
         let (tx, rx) = oneshot::channel();
@@ -271,8 +276,9 @@ impl Drop for TestApp {
 
 // ---- The rest of the crate that tests use.
 
+pub use session_manager::limits::{ARCHIVE_PAGE_MAX, ARCHIVE_SIZE_DEPTH};
 pub use session_manager::limits::{BODY_LIMIT, HEADER_READ_TIMEOUT, max_connections};
-pub use session_manager::model::visible_text_pattern;
+pub use session_manager::model::{ARCHIVE_ID_LEN, ARCHIVE_ID_PATTERN, visible_text_pattern};
 
 /// The paths of the router's table (`routes::table()`).
 pub fn route_paths() -> BTreeSet<String> {
