@@ -520,6 +520,27 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         let path = format!("/sessions/{name}");
         probes.push(probe(Method::DELETE, &path, "/sessions/{name}"));
     }
+    // The archive: a list, ids that are and are not archive ids, restore bodies.
+    for query in ["", "?limit=1", "?limit=0", "?after=zz"] {
+        let path = format!("/archive{query}");
+        probes.push(probe(Method::GET, &path, "/archive"));
+    }
+    for id in ["missing.20260101T000000.000000Z", "a.b", "..%2Fx"] {
+        for (method, op_path) in [
+            (Method::GET, "/archive/{id}"),
+            (Method::DELETE, "/archive/{id}"),
+            (Method::POST, "/archive/{id}/restore"),
+        ] {
+            probes.push(probe(method, &op_path.replace("{id}", id), op_path));
+        }
+        let restore = format!("/archive/{id}/restore");
+        let post = || probe(Method::POST, &restore, "/archive/{id}/restore");
+        probes.push(json_body(post(), json!({"as": "x"})));
+        probes.push(json_body(post(), json!({"as": "active"})));
+        probes.push(with_body(post(), json, "{\"as\":"));
+        probes.push(with_body(post(), "text/plain", "{}"));
+        probes.push(with_body(post(), json, too_large.clone()));
+    }
 
     let mut seen = BTreeSet::new();
     for p in probes {
@@ -572,6 +593,15 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         ("PUT /sessions/active", 404),
         ("DELETE /sessions/{name}", 204),
         ("GET /sessions", 422),
+        ("GET /archive", 200),
+        ("GET /archive", 422),
+        ("GET /archive/{id}", 400),
+        ("GET /archive/{id}", 404),
+        ("DELETE /archive/{id}", 404),
+        ("POST /archive/{id}/restore", 404),
+        ("POST /archive/{id}/restore", 413),
+        ("POST /archive/{id}/restore", 415),
+        ("POST /archive/{id}/restore", 422),
     ] {
         assert!(
             seen.contains(&(op.to_owned(), status)),
