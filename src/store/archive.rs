@@ -115,8 +115,10 @@ impl Store {
         .await?
     }
 
-    /// Moves an archived session back into the store, as `name` or under its own name;
-    /// see [`Tx::restore`].
+    /// Moves an archived session back into the store, as `name` or under its own name,
+    /// as a session no process runs in (`status` idle, `pid` and `pid_recorded` cleared,
+    /// `last_active` now). Refused when the name is taken, when another name is asked
+    /// for a session with a conversation, and while its recorded process is alive.
     pub async fn restore(
         &self,
         id: ArchiveId,
