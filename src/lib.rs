@@ -11,7 +11,8 @@
 //! - [`personas`]: the shipped library, first-start seeding, the loaded library. Uses
 //!   `store` (its durable file operations), `model`.
 //! - [`store`]: the sessions directory: durable writes, the lock, recovery, the index,
-//!   the change events. Uses `model`, `metrics`, `limits`; knows nothing of HTTP.
+//!   the change events, the archive of deleted sessions. Uses `model`, `metrics`,
+//!   `limits`, `process`; knows nothing of HTTP.
 //! - [`metrics`]: the Prometheus registry. Uses `model`.
 //! - [`launch`]: the launch spec, persona settings turned into the CLI's command line.
 //!   Uses `model`; no I/O.
