@@ -121,6 +121,17 @@ pub struct Config {
     #[arg(long, env = "SESSION_MANAGER_MAX_LIVE", global = true)]
     pub max_live: Option<std::num::NonZeroUsize>,
 
+    /// Purge archived (deleted) sessions archived more than this many days ago, at start
+    /// and then daily, each logged; one whose process is alive is kept [default: keep
+    /// them forever].
+    #[arg(
+        long,
+        env = "SESSION_MANAGER_ARCHIVE_KEEP_DAYS",
+        value_parser = clap::value_parser!(u32).range(1..=36_500),
+        global = true
+    )]
+    pub archive_keep_days: Option<u32>,
+
     /// Whether recorded processes are checked in /proc: `off` when the bot runs in
     /// another PID namespace (another container), where its pids mean nothing here;
     /// every process is then `unknown`.
@@ -313,7 +324,7 @@ pub fn build(config: &Config) -> Result<AppState, StartError> {
         dir: personas_dir,
         source,
     })?;
-    Ok(AppState::new(
+    let state = AppState::new(
         store,
         personas,
         Auth::new(token.as_deref()),
@@ -323,7 +334,13 @@ pub fn build(config: &Config) -> Result<AppState, StartError> {
             max_live: config.max_live.map(|n| n.get()),
         },
         Transcripts::new(config.claude_config_dir()),
-    ))
+    );
+    Ok(AppState {
+        archive_keep: config
+            .archive_keep_days
+            .map(|days| std::time::Duration::from_secs(u64::from(days) * 24 * 60 * 60)),
+        ..state
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@
 //!   found under its config dir and read from the end, never written. Uses `store`'s
 //!   `fsio` (its guarded reads), `model`.
 //! - [`store`]: the sessions directory: durable writes, the lock, recovery, the index,
-//!   the change events. Uses `model`, `metrics`, `limits`; knows nothing of HTTP.
+//!   the change events, the archive of deleted sessions. Uses `model`, `metrics`,
+//!   `limits`, `process`; knows nothing of HTTP.
 //! - [`metrics`]: the Prometheus registry. Uses `model`.
 //! - [`launch`]: the launch spec, persona settings turned into the CLI's command line.
 //!   Uses `model`; no I/O.

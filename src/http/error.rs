@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::limits::BODY_LIMIT;
-use crate::model::{NameError, StrictError};
+use crate::model::{ArchiveIdError, NameError, StrictError};
 use crate::store::StoreError;
 use crate::transcript::TranscriptError;
 
@@ -23,6 +23,9 @@ pub enum ApiError {
     /// A name or key in the path breaks the naming rules.
     #[error("{0}")]
     BadName(NameError),
+    /// An archive id in the path is not one (`<session name>.<UTC timestamp>`).
+    #[error("{0}")]
+    BadArchiveId(ArchiveIdError),
     #[error("{0}")]
     MalformedJson(String),
     #[error("{0}")]
@@ -61,6 +64,10 @@ pub enum ApiError {
     /// The transcript's path holds something that is not read (a symlink, a FIFO, ...).
     #[error("{0}")]
     TranscriptRefused(String),
+    /// A restore under another name asked of a session with a conversation, which
+    /// Claude Code could then not resume.
+    #[error("{0}")]
+    ConversationBound(String),
     #[error("{0}")]
     PreconditionFailed(String),
     /// More live sessions than `--max-live`; carries the live sessions, least recently
@@ -94,6 +101,11 @@ impl ApiError {
         match self {
             BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
             BadName(_) => (StatusCode::BAD_REQUEST, "invalid-name", "Invalid name"),
+            BadArchiveId(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-archive-id",
+                "Invalid archive id",
+            ),
             MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
             UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -141,6 +153,11 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 "transcript-refused",
                 "Transcript refused",
+            ),
+            ConversationBound(_) => (
+                StatusCode::CONFLICT,
+                "conversation-bound",
+                "Conversation bound to its directory",
             ),
             PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
@@ -256,7 +273,16 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            StoreError::NotFound(_) | StoreError::ArchiveNotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            StoreError::ArchiveCorrupt { ref id, .. } => ApiError::Corrupt(format!(
+                "{e}; it can only be removed (DELETE /archive/{id}), or repaired on disk"
+            )),
+            StoreError::ConversationBound { .. } => ApiError::ConversationBound(e.to_string()),
+            StoreError::ArchivedProcessAlive { pid, .. } => {
+                ApiError::ProcessAlive(e.to_string(), pid)
+            }
             StoreError::Exists(_) => ApiError::Exists(format!(
                 "{e}; delete it first (DELETE /sessions/{{name}}) or choose another name"
             )),

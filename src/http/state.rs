@@ -1,7 +1,7 @@
 //! The application state every handler receives: cheap to clone, no lock in sight.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::feed::Feed;
 use super::security::{Auth, HostGuard};
@@ -26,6 +26,8 @@ pub struct AppState {
     pub feed: Arc<Feed>,
     /// Where the Claude Code CLI keeps the sessions' transcripts.
     pub transcripts: Arc<Transcripts>,
+    /// How long archived sessions are kept (`--archive-keep-days`); `None`: for ever.
+    pub archive_keep: Option<Duration>,
     pub started: Instant,
 }
 
@@ -47,6 +49,7 @@ impl AppState {
             auth: Arc::new(auth),
             guard: Arc::new(guard),
             lists: Arc::default(),
+            archive_keep: None,
             started: Instant::now(),
         }
     }

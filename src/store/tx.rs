@@ -191,6 +191,12 @@ impl Tx<'_> {
         self.announce(kind, Subject::Session(entry));
     }
 
+    /// Announces `kind` about `name`, which is not (or no longer) a served session, with
+    /// this transaction's changes.
+    pub fn note_gone(&mut self, kind: ChangeKind, name: &SessionName) {
+        self.announce(kind, Subject::Gone(name.clone()));
+    }
+
     /// Stages the removal of a session, after its directory has left the tree (or was
     /// found unfit): `kind` says which.
     pub fn stage_removal(&mut self, kind: ChangeKind, name: &SessionName) {

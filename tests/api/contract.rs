@@ -109,7 +109,9 @@ fn spec_methods(doc: &Yaml) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 fn concrete(path: &str) -> String {
-    path.replace("{name}", SESSION).replace("{key}", "default")
+    path.replace("{name}", SESSION)
+        .replace("{key}", "default")
+        .replace("{id}", "contract.20260101T000000.000000Z")
 }
 
 #[test]
@@ -202,19 +204,24 @@ fn spec_is_openapi_3_1_for_this_service() {
         );
     }
 
-    // Every path parameter follows the naming rules.
+    // Every path parameter follows the naming rules (an archive id, its own).
     for (path, item) in entries(&doc["paths"]) {
         for param in item["parameters"].as_vec().into_iter().flatten() {
             let param = resolve(&doc, param);
             let schema = resolve(&doc, &param["schema"]);
             assert_eq!(param["in"].as_str(), Some("path"), "{path}");
+            let name = param["name"].as_str().unwrap();
             assert!(
-                path.contains(&format!("{{{}}}", param["name"].as_str().unwrap())),
+                path.contains(&format!("{{{name}}}")),
                 "{path} names its parameter"
             );
-            assert_eq!(schema["pattern"].as_str(), Some("^[a-zA-Z0-9_-]+$"));
-            assert_eq!(schema["minLength"].as_i64(), Some(1));
-            assert_eq!(schema["maxLength"].as_i64(), Some(50));
+            let (pattern, min, max) = match name {
+                "id" => (ARCHIVE_ID_PATTERN, ARCHIVE_ID_LEN.0, ARCHIVE_ID_LEN.1),
+                _ => ("^[a-zA-Z0-9_-]+$", 1, 50),
+            };
+            assert_eq!(schema["pattern"].as_str(), Some(pattern), "{path}");
+            assert_eq!(schema["minLength"].as_i64(), Some(min as i64), "{path}");
+            assert_eq!(schema["maxLength"].as_i64(), Some(max as i64), "{path}");
         }
     }
 }
@@ -529,6 +536,27 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         let path = format!("/sessions/{name}");
         probes.push(probe(Method::DELETE, &path, "/sessions/{name}"));
     }
+    // The archive: a list, ids that are and are not archive ids, restore bodies.
+    for query in ["", "?limit=1", "?limit=0", "?after=zz"] {
+        let path = format!("/archive{query}");
+        probes.push(probe(Method::GET, &path, "/archive"));
+    }
+    for id in ["missing.20260101T000000.000000Z", "a.b", "..%2Fx"] {
+        for (method, op_path) in [
+            (Method::GET, "/archive/{id}"),
+            (Method::DELETE, "/archive/{id}"),
+            (Method::POST, "/archive/{id}/restore"),
+        ] {
+            probes.push(probe(method, &op_path.replace("{id}", id), op_path));
+        }
+        let restore = format!("/archive/{id}/restore");
+        let post = || probe(Method::POST, &restore, "/archive/{id}/restore");
+        probes.push(json_body(post(), json!({"as": "x"})));
+        probes.push(json_body(post(), json!({"as": "active"})));
+        probes.push(with_body(post(), json, "{\"as\":"));
+        probes.push(with_body(post(), "text/plain", "{}"));
+        probes.push(with_body(post(), json, too_large.clone()));
+    }
 
     let mut seen = BTreeSet::new();
     for p in probes {
@@ -586,6 +614,15 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         ("GET /sessions/{name}/transcript", 422),
         ("POST /personas/reload", 200),
         ("GET /schemas/persona.json", 200),
+        ("GET /archive", 200),
+        ("GET /archive", 422),
+        ("GET /archive/{id}", 400),
+        ("GET /archive/{id}", 404),
+        ("DELETE /archive/{id}", 404),
+        ("POST /archive/{id}/restore", 404),
+        ("POST /archive/{id}/restore", 413),
+        ("POST /archive/{id}/restore", 415),
+        ("POST /archive/{id}/restore", 422),
     ] {
         assert!(
             seen.contains(&(op.to_owned(), status)),

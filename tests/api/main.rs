@@ -4,6 +4,7 @@
 mod helpers;
 
 mod active;
+mod archive;
 mod binary;
 mod bodies;
 mod client;

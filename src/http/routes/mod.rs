@@ -2,6 +2,7 @@
 //! from, so the contract test can compare it with `openapi.yaml`.
 
 pub mod active;
+pub mod archive;
 pub mod events;
 pub mod health;
 pub mod metrics;
@@ -71,5 +72,12 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ),
         ("/sessions/{name}/usage", Token, post(runs::record_usage)),
         ("/sessions/{name}/transcript", Token, get(transcript::tail)),
+        ("/archive", Token, get(archive::list)),
+        (
+            "/archive/{id}",
+            Token,
+            get(archive::get).delete(archive::remove),
+        ),
+        ("/archive/{id}/restore", Token, post(archive::restore)),
     ]
 }

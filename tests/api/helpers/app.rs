@@ -56,6 +56,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// `--claude-config-dir`; [`Dirs::claude`] when `None`.
     pub claude_config_dir: Option<PathBuf>,
+    /// `--archive-keep-days`.
+    pub archive_keep_days: Option<u32>,
 }
 
 pub struct TestApp {
@@ -137,6 +139,9 @@ impl TestApp {
                 .map(|h| format!("--allowed-host={h}")),
         );
         args.extend(options.args.iter().cloned());
+        if let Some(days) = options.archive_keep_days {
+            args.push(format!("--archive-keep-days={days}"));
+        }
         let cli = Cli::try_parse_from(args).expect("the test's command line parses");
         let state = build_when_unlocked(&cli.config).await;
         let (tx, rx) = oneshot::channel();
@@ -286,9 +291,12 @@ impl Drop for TestApp {
 // ---- The rest of the crate that tests use.
 
 pub use session_manager::limits::{
-    BODY_LIMIT, FEED_HISTORY, FEED_SUBSCRIBERS, HEADER_READ_TIMEOUT, max_connections,
+    ARCHIVE_PAGE_MAX, ARCHIVE_SIZE_DEPTH, BODY_LIMIT, FEED_HISTORY, FEED_SUBSCRIBERS,
+    HEADER_READ_TIMEOUT, max_connections,
 };
-pub use session_manager::model::{PERMISSION_MODES, RESERVED_FLAGS, visible_text_pattern};
+pub use session_manager::model::{
+    ARCHIVE_ID_LEN, ARCHIVE_ID_PATTERN, PERMISSION_MODES, RESERVED_FLAGS, visible_text_pattern,
+};
 pub use session_manager::transcript::{MAX_LINES, WINDOW_BYTES};
 
 /// The paths of the router's table (`routes::table()`).

@@ -14,7 +14,15 @@ pub fn problem_type(slug: &str) -> String {
 
 /// The error table's slugs by status: the problems an answer with that status may be.
 const SLUGS_BY_STATUS: [(u16, &[&str]); 14] = [
-    (400, &["bad-request", "invalid-name", "malformed-json"]),
+    (
+        400,
+        &[
+            "bad-request",
+            "invalid-name",
+            "invalid-archive-id",
+            "malformed-json",
+        ],
+    ),
     (401, &["unauthorized"]),
     (403, &["forbidden-origin"]),
     (
@@ -30,6 +38,8 @@ const SLUGS_BY_STATUS: [(u16, &[&str]); 14] = [
             "status-conflict",
             "corrupt-entry",
             "transcript-refused",
+            "conversation-bound",
+            "process-alive",
         ],
     ),
     (413, &["payload-too-large"]),
