@@ -52,6 +52,8 @@ fn strings(items: &[&str]) -> Vec<String> {
 fn print_tail(max_turns: &str) -> Vec<String> {
     strings(&[
         "-p",
+        "--input-format",
+        "stream-json",
         "--output-format",
         "stream-json",
         "--verbose",
