@@ -35,5 +35,6 @@ pub use persona::{
 };
 pub use time::Timestamp;
 pub use usage::{
-    Counted, DOLLARS_RULE, Dollars, RECENT_RESULTS, ResultMessage, TokenCounts, Usage,
+    Counted, DOLLARS_RULE, Dollars, RECENT_RESULTS, RECENT_RUNS, ResultMessage, RunSpending,
+    TokenCounts, Usage,
 };
