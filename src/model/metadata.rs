@@ -165,8 +165,13 @@ impl Metadata {
 }
 
 impl Metadata {
-    /// Adds a result message to the totals, once per message id.
-    pub fn count_result(&mut self, result: &ResultMessage, now: Timestamp) -> Counted {
+    /// Adds a result message of `run` (when known) to the totals, once per message id.
+    pub fn count_result(
+        &mut self,
+        result: &ResultMessage,
+        run: Option<&str>,
+        now: Timestamp,
+    ) -> Counted {
         if self
             .usage
             .as_ref()
@@ -185,9 +190,14 @@ impl Metadata {
             results: 0,
             updated: now,
             recent: Vec::new(),
+            runs: Vec::new(),
             extra: Map::new(),
         });
-        usage.cost_usd = usage.cost_usd.saturating_add(result.total_cost_usd);
+        let cost = match run {
+            Some(run) => usage.spent_since(run, result.total_cost_usd),
+            None => result.total_cost_usd,
+        };
+        usage.cost_usd = usage.cost_usd.saturating_add(cost);
         usage.turns = usage.turns.saturating_add(result.num_turns);
         let tokens = &result.usage;
         usage.input_tokens = usage.input_tokens.saturating_add(tokens.input_tokens);

@@ -40,5 +40,6 @@ pub use persona::{
 pub use persona_schema::{PERSONA_SCHEMA_DIALECT, persona_schema};
 pub use time::Timestamp;
 pub use usage::{
-    Counted, DOLLARS_RULE, Dollars, RECENT_RESULTS, ResultMessage, TokenCounts, Usage,
+    Counted, DOLLARS_RULE, Dollars, RECENT_RESULTS, RECENT_RUNS, ResultMessage, RunSpending,
+    TokenCounts, Usage,
 };

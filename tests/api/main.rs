@@ -14,6 +14,7 @@ mod container;
 mod contract;
 mod crash;
 mod durability;
+mod e2e;
 mod events;
 #[cfg(feature = "failpoints")]
 mod failpoints;
