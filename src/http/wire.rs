@@ -10,7 +10,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::model::{Conversation, ConversationId, Dollars, Metadata, Status, Timestamp, Usage};
+use crate::model::{
+    Conversation, ConversationId, Dollars, Metadata, SessionName, Status, Tags, Timestamp, Title,
+    Usage,
+};
 use crate::process::Liveness;
 use crate::store::{Entry, Store, Version};
 
@@ -118,6 +121,12 @@ impl Serialize for SessionJson {
             budget_usd: Option<Dollars>,
             #[serde(skip_serializing_if = "Option::is_none")]
             last_report: Option<Timestamp>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            title: Option<&'a str>,
+            #[serde(skip_serializing_if = "Tags::is_empty")]
+            tags: &'a Tags,
+            #[serde(skip_serializing_if = "<[SessionName]>::is_empty")]
+            previous_names: &'a [SessionName],
             #[serde(flatten)]
             extra: &'a Map<String, Value>,
             dir: &'a std::path::Path,
@@ -148,6 +157,9 @@ impl Serialize for SessionJson {
             usage: m.usage.as_ref().map(UsageView::from),
             budget_usd: m.budget_usd,
             last_report: m.last_report,
+            title: m.title.as_ref().map(Title::as_str),
+            tags: &m.tags,
+            previous_names: &m.previous_names,
             extra,
             dir: &self.dir,
             process: self.process,

@@ -19,7 +19,7 @@ use super::time::TIMESTAMP_RULE;
 use super::usage::DOLLARS_RULE;
 
 /// The fields of `metadata.json` a reason may name.
-const METADATA_FIELDS: [&str; 12] = [
+const METADATA_FIELDS: [&str; 15] = [
     "name",
     "created",
     "last_active",
@@ -32,6 +32,9 @@ const METADATA_FIELDS: [&str; 12] = [
     "usage",
     "budget_usd",
     "last_report",
+    "title",
+    "tags",
+    "previous_names",
 ];
 
 /// The fields of a persona a reason may name.
