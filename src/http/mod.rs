@@ -6,7 +6,9 @@
 //!   are asked to close;
 //! - [`state`]: the handle every handler gets;
 //! - [`routes`]: one module per resource, and the table the router is built from;
-//! - [`wire`]: the session's JSON (with the computed `dir`) and the cached list body;
+//! - [`wire`]: the session's JSON (with the computed `dir`), the list's filters and
+//!   the cached list body;
+//! - [`listing`]: `GET /sessions`'s query: its filters, and its pages and their cursor;
 //! - [`extract`]: the JSON and name extractors, whose rejections are problem answers;
 //! - [`conditional`]: `ETag`, `If-Match` and `If-None-Match`;
 //! - [`security`]: the bearer token and the Host/Origin checks, as middlewares with
@@ -14,15 +16,16 @@
 //! - [`error`]: `ApiError` and the one table of statuses and titles (RFC 9457).
 //!
 //! Within it, `error` uses no other HTTP module; `security` and `extract` use only
-//! `error`; `state` holds the store, the personas and the token check; `routes` use
-//! `state`, `wire`, `extract` and `error`; `connections` uses none of them; `app`
-//! assembles them all.
+//! `error`; `state` holds the store, the personas and the token check; `listing` uses
+//! `wire` and `error`; `routes` use `state`, `wire`, `listing`, `extract` and `error`;
+//! `connections` uses none of them; `app` assembles them all.
 
 pub mod app;
 pub mod conditional;
 pub mod connections;
 pub mod error;
 pub mod extract;
+pub mod listing;
 pub mod routes;
 pub mod security;
 pub mod state;

@@ -41,7 +41,7 @@ use tokio::sync::broadcast;
 
 pub use error::StoreError;
 pub use events::{Change, ChangeKind};
-pub use index::{Entry, IfMatch, Skipped, StoreHealth, Version};
+pub use index::{Entry, IfMatch, PageKey, Skipped, StoreHealth, Version};
 pub use ops::Switched;
 
 use crate::limits::{BODY_LIMIT, WRITE_TIMEOUT};
@@ -137,6 +137,10 @@ impl Store {
                     pointer: scan.pointer.clone().unwrap_or_default(),
                     pointer_version: Version { epoch, seq: 0 },
                     seq: sessions.len() as u64,
+                    order: sessions
+                        .values()
+                        .map(|e| PageKey::of(&e.metadata))
+                        .collect(),
                     sessions,
                     skipped: scan.skipped,
                     last_write_error: None,
@@ -194,6 +198,18 @@ impl Store {
         drop(index);
         entries.sort_unstable_by(|a, b| most_recent_first(a, b));
         (version, entries)
+    }
+
+    /// Up to `limit` sessions that `keep` keeps, from just after `after`, in the paging
+    /// order ([`PageKey`]: newest created first, ties by name), which a switch does not
+    /// change. `keep` runs under the index's read lock: it must be quick and do no I/O.
+    pub fn page(
+        &self,
+        after: Option<&PageKey>,
+        limit: usize,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> Vec<Arc<Entry>> {
+        self.shared.index().page(after, limit, keep)
     }
 
     /// The current session, if any.

@@ -216,9 +216,9 @@ impl Tx<'_> {
         index.seq = self.version.seq;
         for (name, entry) in self.sessions.drain() {
             match entry {
-                Some(entry) => index.sessions.insert(name, entry),
-                None => index.sessions.remove(&name),
-            };
+                Some(entry) => index.put(entry),
+                None => index.forget(&name),
+            }
         }
         for (name, skipped) in self.skipped.drain(..) {
             index.skipped.insert(name.to_string(), skipped);
