@@ -51,6 +51,9 @@ pub enum ApiError {
     /// Resume or fork asked of a session without a conversation.
     #[error("{0}")]
     NoConversation(String),
+    /// A rename of a session that may not be renamed.
+    #[error("{0}")]
+    NotRenamable(String),
     #[error("{0}")]
     PreconditionFailed(String),
     /// More live sessions than `--max-live`; carries the live sessions, least recently
@@ -114,6 +117,11 @@ impl ApiError {
             ProcessAlive(..) => (StatusCode::CONFLICT, "process-alive", "Process alive"),
             BudgetExhausted(_) => (StatusCode::CONFLICT, "budget-exhausted", "Budget exhausted"),
             NoConversation(_) => (StatusCode::CONFLICT, "no-conversation", "No conversation"),
+            NotRenamable(_) => (
+                StatusCode::CONFLICT,
+                "not-renamable",
+                "Session cannot be renamed",
+            ),
             PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",
@@ -230,6 +238,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(detail) => ApiError::Conflict(detail),
             StoreError::Invalid(detail) => ApiError::InvalidBody(detail),
             StoreError::ProcessAlive { pid, .. } => ApiError::ProcessAlive(e.to_string(), pid),
+            StoreError::NotRenamable { .. } => ApiError::NotRenamable(e.to_string()),
             StoreError::PreconditionFailed { .. } => ApiError::PreconditionFailed(e.to_string()),
             StoreError::Corrupt { .. } => ApiError::Corrupt(format!(
                 "{e}; it is not served until an operator repairs or removes it on disk"

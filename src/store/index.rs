@@ -139,6 +139,9 @@ impl Index {
     /// Adds or replaces a session's entry.
     pub fn put(&mut self, entry: Arc<Entry>) {
         let name = entry.metadata.name.clone();
+        // A directory is served or skipped, not both: one that was skipped and reads
+        // well again (an interrupted write settled) is served.
+        self.skipped.remove(name.as_str());
         self.order.insert(PageKey::of(&entry.metadata));
         if let Some(old) = self.sessions.insert(name, entry.clone()) {
             let old = PageKey::of(&old.metadata);

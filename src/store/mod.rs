@@ -6,7 +6,9 @@
 //! - `tx`: write transactions, whose `Tx::publish` is the one funnel every change
 //!   passes through: it makes a transaction's writes visible at once, stamps them with
 //!   their [`Version`], and announces them as [`Change`]s;
-//! - `ops`: the writes and the SPEC §3 rules each keeps;
+//! - `ops`: the writes and the SPEC §3 rules each keeps; `reports`: what the bot
+//!   reports about a session's runs; `rename`: renaming a session, and finishing or
+//!   undoing an interrupted rename;
 //! - `recover`: the start-up scan and repair, and the resync after a failed write;
 //! - [`events`]: the change type;
 //! - [`fsio`]: every durable file operation; `lock`: one writer per directory;
@@ -27,6 +29,7 @@ pub mod layout;
 mod lock;
 mod ops;
 mod recover;
+mod rename;
 mod reports;
 mod tx;
 
@@ -109,6 +112,7 @@ impl Store {
         fsio::ensure_dir(dir).map_err(open_error)?;
         let path = std::fs::canonicalize(dir).map_err(open_error)?;
         let root = Root::lock(&path)?;
+        rename::recover(&root)?;
         let scan = recover::scan(&root, true)?;
         tracing::info!(
             dir = %path.display(),
@@ -151,6 +155,7 @@ impl Store {
                 overdue: AtomicUsize::new(0),
                 probe: Probe::new(options.process_check),
                 announced: Default::default(),
+                rename_pending: Default::default(),
             }),
         };
         let mut tx = store.shared.begin();

@@ -39,6 +39,8 @@ pub(super) struct Shared {
     pub probe: crate::process::Probe,
     /// The processes already announced as gone.
     pub announced: super::reports::Announced,
+    /// Whether a rename's write failed and may have left its intent to settle.
+    pub rename_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {

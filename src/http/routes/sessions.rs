@@ -1,5 +1,5 @@
-//! `/sessions` and `/sessions/{name}`: create, list, inspect, update, delete, and the
-//! session's own persona.
+//! `/sessions` and `/sessions/{name}`: create, list, inspect, update, delete, rename,
+//! and the session's own persona.
 
 use axum::extract::{Query, State, rejection::QueryRejection};
 use axum::http::{StatusCode, header};
@@ -201,4 +201,22 @@ pub async fn replace_persona(
         .map_err(|e| ApiError::invalid_body(format!("invalid persona: {e}")))?;
     let (stored, entry) = state.store.replace_persona(name, persona, if_match).await?;
     Ok(tagged(entry.version, stored))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameBody {
+    to: SessionName,
+}
+
+/// Renames a session that has never had a conversation and runs no process (409
+/// `not-renamable` otherwise, with the reasons and the title to set instead).
+pub async fn rename(
+    State(state): State<AppState>,
+    Named(name): SessionPath,
+    IfMatchHeader(if_match): IfMatchHeader,
+    Json(body): Json<RenameBody>,
+) -> Result<Response, ApiError> {
+    let entry = state.store.rename(name, body.to, if_match).await?;
+    Ok(tagged(entry.version, SessionJson::new(&state.store, entry)))
 }
