@@ -19,6 +19,7 @@ mod http_hardening;
 #[cfg(feature = "failpoints")]
 mod hung;
 mod index;
+mod labels;
 mod observability;
 mod personas;
 mod security;

@@ -20,7 +20,15 @@ const SLUGS_BY_STATUS: [(u16, &[&str]); 14] = [
     (404, &["not-found"]),
     (405, &["method-not-allowed"]),
     (408, &["request-timeout"]),
-    (409, &["exists", "status-conflict", "corrupt-entry"]),
+    (
+        409,
+        &[
+            "exists",
+            "status-conflict",
+            "corrupt-entry",
+            "not-renamable",
+        ],
+    ),
     (413, &["payload-too-large"]),
     (415, &["unsupported-media-type"]),
     (421, &["misdirected-request"]),
