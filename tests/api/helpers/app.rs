@@ -272,7 +272,7 @@ impl Drop for TestApp {
 // ---- The rest of the crate that tests use.
 
 pub use session_manager::limits::{BODY_LIMIT, HEADER_READ_TIMEOUT, max_connections};
-pub use session_manager::model::visible_text_pattern;
+pub use session_manager::model::{title_pattern, visible_text_pattern};
 
 /// The paths of the router's table (`routes::table()`).
 pub fn route_paths() -> BTreeSet<String> {
