@@ -239,6 +239,44 @@ mod tests {
         }
     }
 
+    #[test]
+    fn labels_on_disk_follow_their_rules_and_a_refusal_quotes_none() {
+        let with = |extra: &str| {
+            format!(
+                r#"{{"name": "work", "created": "2026-11-24T21:22:16+00:00",
+"last_active": "2026-11-24T21:22:16+00:00", "persona": null, "pid": null,
+"status": "idle", {extra}}}"#
+            )
+        };
+        let read = metadata_from_disk(
+            with(r#""title": "DNS", "tags": ["a", "b"], "previous_names": ["old"]"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            read.title.map(|t| t.as_str().to_owned()),
+            Some("DNS".into())
+        );
+        assert_eq!(read.tags.iter().count(), 2);
+        assert_eq!(read.previous_names[0].as_str(), "old");
+        let refused = |extra: &str| metadata_from_disk(with(extra).as_bytes()).unwrap_err();
+        assert_eq!(
+            refused(r#""title": "secret\ntoken""#),
+            "invalid value at line 3 column 43 in field `title`"
+        );
+        assert_eq!(
+            refused(r#""tags": ["secret", "secret"]"#),
+            "invalid value at line 3 column 47 in field `tags`"
+        );
+        assert_eq!(
+            refused(r#""tags": ["secret token"]"#),
+            "invalid value at line 3 column 43 in field `tags`"
+        );
+        assert_eq!(
+            refused(r#""previous_names": ["secret/token"]"#),
+            "invalid value at line 3 column 52"
+        );
+    }
+
     fn persona_text() -> String {
         r#"{"name": "N", "description": "D", "system_prompt": "P",
             "settings": {"model": "m", "max_turns": 25.0, "effort": "high"}, "x": [1]}"#

@@ -72,7 +72,7 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// A session's place in the paging order ([`Index::page`]): newest created first, ties
+/// A session's place in the paging order ([`Store::page`](super::Store::page)): newest created first, ties
 /// by name. Neither changes while the session exists (a rename gives it a new place),
 /// so a walk through the pages neither skips nor repeats a session however often the
 /// sessions are switched.
@@ -227,4 +227,58 @@ pub fn most_recent_first(a: &Entry, b: &Entry) -> std::cmp::Ordering {
         .last_active
         .cmp(&a.metadata.last_active)
         .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, created_micros: i64) -> Arc<Entry> {
+        let created = Timestamp::from_micros(created_micros).unwrap();
+        let metadata = Metadata::new(SessionName::parse(name).unwrap(), None, created);
+        Arc::new(Entry {
+            metadata,
+            version: Version { epoch: 1, seq: 1 },
+        })
+    }
+
+    fn names(entries: &[Arc<Entry>]) -> Vec<&str> {
+        entries.iter().map(|e| e.metadata.name.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_go_newest_created_first_from_just_after_the_cursor() {
+        let mut index = Index {
+            epoch: 1,
+            sessions: HashMap::new(),
+            order: BTreeSet::new(),
+            pointer: Pointer::default(),
+            pointer_version: Version { epoch: 1, seq: 0 },
+            skipped: BTreeMap::new(),
+            seq: 0,
+            last_write_error: None,
+        };
+        for (name, created) in [("a", 1), ("b", 2), ("c", 2), ("d", 3)] {
+            index.put(entry(name, created));
+        }
+        let all = index.page(None, 10, |_| true);
+        assert_eq!(names(&all), ["d", "b", "c", "a"]);
+        let after_b = PageKey::of(&all[1].metadata);
+        assert_eq!(names(&index.page(Some(&after_b), 10, |_| true)), ["c", "a"]);
+        assert_eq!(names(&index.page(Some(&after_b), 1, |_| true)), ["c"]);
+        let odd = |e: &Entry| e.metadata.name.as_str() != "c";
+        assert_eq!(names(&index.page(None, 2, odd)), ["d", "b"]);
+        // A cursor whose session is gone is still a position.
+        index.forget(&SessionName::parse("b").unwrap());
+        assert_eq!(names(&index.page(Some(&after_b), 10, |_| true)), ["c", "a"]);
+        // A new state of a session keeps one place; a new name moves it.
+        let mut later = entry("a", 1).metadata.clone();
+        later.last_active = Timestamp::from_micros(9).unwrap();
+        index.put(Arc::new(Entry {
+            metadata: later,
+            version: Version { epoch: 1, seq: 2 },
+        }));
+        assert_eq!(index.order.len(), index.sessions.len());
+        assert_eq!(names(&index.page(None, 10, |_| true)), ["d", "c", "a"]);
+    }
 }
