@@ -72,10 +72,10 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// A session's place in the paging order ([`Store::page`](super::Store::page)): newest created first, ties
-/// by name. Neither changes while the session exists (a rename gives it a new place),
-/// so a walk through the pages neither skips nor repeats a session however often the
-/// sessions are switched.
+/// A session's place in the paging order ([`Store::page`](super::Store::page)): newest
+/// created first, ties by name. Neither changes while the session exists (a rename
+/// gives it a new place), so a walk through the pages neither skips nor repeats a
+/// session however often the sessions are switched.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PageKey(Reverse<Timestamp>, SessionName);
 
