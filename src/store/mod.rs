@@ -338,7 +338,7 @@ impl Store {
     }
 
     /// Makes `name` the current session; `if_match` is checked against the version of
-    /// `/sessions/active` ([`Store::current_version`]).
+    /// `/sessions/active` ([`Store::current_with_version`]).
     pub async fn switch(
         &self,
         name: SessionName,
