@@ -4,6 +4,7 @@
 //! label is the way to rename a session that has one.
 
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 
 use super::name::Tag;
 use super::persona::{is_visible, visible_text_pattern};
@@ -106,6 +107,63 @@ impl<'de> Deserialize<'de> for Tags {
         let items = Vec::<String>::deserialize(deserializer)?;
         Self::parse(&items).map_err(serde::de::Error::custom)
     }
+}
+
+/// The labels' names in `metadata.json`. Another tool may have stored a field of either
+/// name before this service had them; this service reads one as its own only in the
+/// shape it writes (a title; a non-empty list of tags), and keeps any other value as
+/// that tool's, unknown field, as it is and where it is.
+const LABELS: [&str; 2] = ["title", "tags"];
+
+/// Where another tool's label goes through the parser: under this prefix, a name no
+/// field of `Metadata` has, so it lands among the unknown fields, in its place.
+const SET_ASIDE: &str = "\u{0}set-aside:";
+
+fn is_ours(label: &str, value: &Value) -> bool {
+    match (label, value) {
+        ("title", Value::String(text)) => Title::parse(text).is_ok(),
+        ("tags", Value::Array(items)) => {
+            let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            names.is_some_and(|names| !names.is_empty() && Tags::parse(&names).is_ok())
+        }
+        _ => false,
+    }
+}
+
+/// Renames the labels of `document` (a `metadata.json`) that are not this service's
+/// (see `LABELS`) so that they parse as unknown fields; whether it renamed any.
+pub(super) fn set_aside_foreign(document: &mut Value) -> bool {
+    let Value::Object(fields) = document else {
+        return false;
+    };
+    let foreign: Vec<&str> = LABELS
+        .into_iter()
+        .filter(|label| fields.get(*label).is_some_and(|v| !is_ours(label, v)))
+        .collect();
+    // A stand-in name already there was not put there by this service: no renaming.
+    if foreign.is_empty() || fields.keys().any(|k| k.starts_with(SET_ASIDE)) {
+        return false;
+    }
+    *fields = std::mem::take(fields)
+        .into_iter()
+        .map(|(key, value)| match foreign.contains(&key.as_str()) {
+            true => (format!("{SET_ASIDE}{key}"), value),
+            false => (key, value),
+        })
+        .collect();
+    true
+}
+
+/// Gives the labels [`set_aside_foreign`] renamed their names back, in their places
+/// among the unknown fields.
+pub(super) fn restore_foreign(extra: &mut Map<String, Value>) {
+    *extra = std::mem::take(extra)
+        .into_iter()
+        .map(|(key, value)| match key.strip_prefix(SET_ASIDE) {
+            Some(label) => (label.to_owned(), value),
+            None => (key, value),
+        })
+        .collect();
 }
 
 #[cfg(test)]

@@ -179,6 +179,15 @@ impl MetadataPatch {
         self.budget_usd.apply_to(&mut metadata.budget_usd, |d| *d);
         self.title.apply_to(&mut metadata.title, Title::clone);
         self.tags.apply_or_clear(&mut metadata.tags);
+        // The operator's own label replaces one another tool stored under the name.
+        for (label, touched) in [
+            ("title", self.title != Field::Absent),
+            ("tags", self.tags != Field::Absent),
+        ] {
+            if touched {
+                metadata.extra.shift_remove(label);
+            }
+        }
     }
 }
 

@@ -159,6 +159,49 @@ async fn a_bad_title_or_tag_list_is_422_naming_the_rule_and_changes_nothing() {
     app.stop().await;
 }
 
+/// A `tags` or `title` that another tool stored in another shape is that tool's: kept
+/// where it is, shown as it is, not filtered on; the operator's own replaces it.
+#[tokio::test]
+async fn another_tools_title_and_tags_are_kept_until_the_operator_sets_them() {
+    let dirs = Dirs::new();
+    let mut metadata = python_metadata(
+        "old",
+        "2025-03-01T08:00:00.000000+00:00",
+        "2025-03-01T08:00:00.000000+00:00",
+        "idle",
+    );
+    metadata["tags"] = json!(["homelab", {"pinned": null}]);
+    metadata["title"] = json!(42);
+    metadata["note"] = json!("kept");
+    write_python_session(&dirs.sessions(), "old", &metadata);
+    let app = TestApp::spawn(&dirs).await;
+    let mut answer = metadata.clone();
+    answer["dir"] = json!(app.session_dir("old").to_str().unwrap());
+    assert_eq!(app.session("old").await, answer);
+    assert!(app.health().await["skipped"].as_array().unwrap().is_empty());
+    assert_eq!(
+        names(&app.list_sessions("?tag=homelab").await),
+        [] as [&str; 0]
+    );
+
+    app.patched("old", &json!({"pid": 7})).await;
+    let on_disk = app.metadata_on_disk("old");
+    assert_eq!(on_disk["tags"], metadata["tags"]);
+    assert_eq!(on_disk["title"], 42);
+
+    let answer = app.patched("old", &json!({"tags": ["homelab"]})).await;
+    assert_eq!(answer["tags"], json!(["homelab"]));
+    assert_eq!(answer["title"], 42, "only the label set is replaced");
+    let answer = app.patched("old", &json!({"title": null})).await;
+    assert!(answer.get("title").is_none(), "{answer}");
+    let on_disk = app.metadata_on_disk("old");
+    assert_eq!(on_disk["tags"], json!(["homelab"]));
+    assert!(on_disk.get("title").is_none());
+    assert_eq!(on_disk["note"], "kept");
+    assert_eq!(names(&app.list_sessions("?tag=homelab").await), ["old"]);
+    app.stop().await;
+}
+
 // ---- Filters
 
 /// alpha (no persona asked for; tags dns, homelab; a title), beta (planner; homelab;
