@@ -68,6 +68,9 @@ pub enum ApiError {
     /// Claude Code could then not resume.
     #[error("{0}")]
     ConversationBound(String),
+    /// A rename of a session that may not be renamed.
+    #[error("{0}")]
+    NotRenamable(String),
     #[error("{0}")]
     PreconditionFailed(String),
     /// More live sessions than `--max-live`; carries the live sessions, least recently
@@ -158,6 +161,11 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 "conversation-bound",
                 "Conversation bound to its directory",
+            ),
+            NotRenamable(_) => (
+                StatusCode::CONFLICT,
+                "not-renamable",
+                "Session cannot be renamed",
             ),
             PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
@@ -289,6 +297,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(detail) => ApiError::Conflict(detail),
             StoreError::Invalid(detail) => ApiError::InvalidBody(detail),
             StoreError::ProcessAlive { pid, .. } => ApiError::ProcessAlive(e.to_string(), pid),
+            StoreError::NotRenamable { .. } => ApiError::NotRenamable(e.to_string()),
             StoreError::PreconditionFailed { .. } => ApiError::PreconditionFailed(e.to_string()),
             StoreError::Corrupt { .. } => ApiError::Corrupt(format!(
                 "{e}; it is not served until an operator repairs or removes it on disk"

@@ -101,7 +101,7 @@ const INVISIBLE: [(char, char); 18] = [
     ('\u{fff0}', '\u{fff8}'),
 ];
 
-fn is_visible(c: char) -> bool {
+pub(super) fn is_visible(c: char) -> bool {
     !INVISIBLE
         .iter()
         .any(|(low, high)| (*low..=*high).contains(&c))

@@ -24,6 +24,12 @@ pub enum StoreError {
     )]
     ProcessAlive { name: SessionName, pid: i64 },
     #[error(
+        "session '{name}' cannot be renamed: {reasons}. Renaming moves the session's \
+         directory; to call it something else, give it a title instead: PATCH \
+         /sessions/{name} {{\"title\": \"...\"}}"
+    )]
+    NotRenamable { name: SessionName, reasons: String },
+    #[error(
         "the resource has changed: its version is now {current}, not the one in If-Match; \
          GET it again and retry with the new ETag"
     )]

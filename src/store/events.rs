@@ -63,6 +63,9 @@ pub enum ChangeKind {
     BudgetExhausted,
     /// An archived session came back as this session (`POST /archive/{id}/restore`).
     Restored,
+    /// The session took another name (`POST /sessions/{name}/rename`); the new name is
+    /// announced as created in the same write.
+    RenamedAway,
     /// An archived session of this name was removed for good (`DELETE /archive/{id}`,
     /// or the purge of old ones).
     ArchiveRemoved,
@@ -81,6 +84,7 @@ impl ChangeKind {
             ChangeKind::ProcessGone => "session.process_gone",
             ChangeKind::BudgetExhausted => "session.budget_exhausted",
             ChangeKind::Restored => "session.restored",
+            ChangeKind::RenamedAway => "session.renamed",
             ChangeKind::ArchiveRemoved => "archive.removed",
         }
     }

@@ -21,8 +21,10 @@ pub const RESTORE_FILE: &str = ".restore-metadata.json";
 pub const CURRENT_FILE: &str = ".current.json";
 /// The file whose lock says which process owns the directory.
 pub const LOCK_FILE: &str = ".lock";
+/// A rename under way (see `store::rename`): present only until it completes.
+pub const RENAME_FILE: &str = ".rename.json";
 /// Entries of the sessions directory that belong to the store itself.
-pub const OWN_ENTRIES: [&str; 3] = [LOCK_FILE, CURRENT_FILE, ARCHIVE_DIR];
+pub const OWN_ENTRIES: [&str; 4] = [LOCK_FILE, CURRENT_FILE, ARCHIVE_DIR, RENAME_FILE];
 
 /// A session's directory.
 pub fn session_dir(root: &Path, name: &SessionName) -> PathBuf {

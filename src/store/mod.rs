@@ -6,7 +6,9 @@
 //! - `tx`: write transactions, whose `Tx::publish` is the one funnel every change
 //!   passes through: it makes a transaction's writes visible at once, stamps them with
 //!   their [`Version`], and announces them as [`Change`]s;
-//! - `ops`: the writes and the SPEC §3 rules each keeps;
+//! - `ops`: the writes and the SPEC §3 rules each keeps; `reports`: what the bot
+//!   reports about a session's runs; `rename`: renaming a session, and finishing or
+//!   undoing an interrupted rename;
 //! - `recover`: the start-up scan and repair, and the resync after a failed write;
 //! - `archive`: the archived sessions: listed, restored, removed, purged;
 //! - [`events`]: the change type;
@@ -30,6 +32,7 @@ pub mod layout;
 mod lock;
 mod ops;
 mod recover;
+mod rename;
 mod reports;
 mod tx;
 
@@ -45,7 +48,7 @@ use tokio::sync::broadcast;
 pub use archive::{ArchivePage, Archived};
 pub use error::StoreError;
 pub use events::{Change, ChangeKind, Subject};
-pub use index::{Entry, IfMatch, Skipped, StoreHealth, Version};
+pub use index::{Entry, IfMatch, PageKey, Skipped, StoreHealth, Version};
 pub use ops::Switched;
 
 use crate::limits::{BODY_LIMIT, WRITE_TIMEOUT};
@@ -113,6 +116,7 @@ impl Store {
         fsio::ensure_dir(dir).map_err(open_error)?;
         let path = std::fs::canonicalize(dir).map_err(open_error)?;
         let root = Root::lock(&path)?;
+        rename::recover(&root)?;
         let scan = recover::scan(&root, true)?;
         tracing::info!(
             dir = %path.display(),
@@ -141,6 +145,10 @@ impl Store {
                     pointer: scan.pointer.clone().unwrap_or_default(),
                     pointer_version: Version { epoch, seq: 0 },
                     seq: sessions.len() as u64,
+                    order: sessions
+                        .values()
+                        .map(|e| PageKey::of(&e.metadata))
+                        .collect(),
                     sessions,
                     skipped: scan.skipped,
                     archive_skipped: Default::default(),
@@ -152,6 +160,7 @@ impl Store {
                 overdue: AtomicUsize::new(0),
                 probe: Probe::new(options.process_check),
                 announced: Default::default(),
+                rename_pending: Default::default(),
             }),
         };
         let mut tx = store.shared.begin();
@@ -205,6 +214,18 @@ impl Store {
         drop(index);
         entries.sort_unstable_by(|a, b| most_recent_first(a, b));
         (version, entries)
+    }
+
+    /// Up to `limit` sessions that `keep` keeps, from just after `after`, in the paging
+    /// order ([`PageKey`]: newest created first, ties by name), which a switch does not
+    /// change. `keep` runs under the index's read lock: it must be quick and do no I/O.
+    pub fn page(
+        &self,
+        after: Option<&PageKey>,
+        limit: usize,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> Vec<Arc<Entry>> {
+        self.shared.index().page(after, limit, keep)
     }
 
     /// The current session, if any.

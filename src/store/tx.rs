@@ -39,6 +39,8 @@ pub(super) struct Shared {
     pub probe: crate::process::Probe,
     /// The processes already announced as gone.
     pub announced: super::events::Announced,
+    /// Whether a rename's write failed and may have left its intent to settle.
+    pub rename_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -235,9 +237,9 @@ impl Tx<'_> {
         index.seq = self.version.seq;
         for (name, entry) in self.sessions.drain() {
             match entry {
-                Some(entry) => index.sessions.insert(name, entry),
-                None => index.sessions.remove(&name),
-            };
+                Some(entry) => index.put(entry),
+                None => index.forget(&name),
+            }
         }
         for (name, skipped) in self.skipped.drain(..) {
             index.skipped.insert(name.to_string(), skipped);

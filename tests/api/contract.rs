@@ -422,8 +422,21 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
     ] {
         probes.push(probe(method, op_path, op_path));
     }
-    probes.push(probe(Method::GET, "/sessions?status=busy", "/sessions"));
-    probes.push(probe(Method::GET, "/sessions?status=idle", "/sessions"));
+    for query in [
+        "?status=busy",
+        "?status=idle",
+        "?tag=x&persona=custom&q=Contract&limit=1",
+        "?limit=1",
+        "?limit=0",
+        "?after=x",
+        "?tag=a%20b",
+    ] {
+        probes.push(probe(
+            Method::GET,
+            &format!("/sessions{query}"),
+            "/sessions",
+        ));
+    }
     for (key, op_path) in [
         ("default", "/personas/{key}"),
         ("nope", "/personas/{key}"),
@@ -455,7 +468,7 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         }
     }
     // Bodies: good, malformed, without a JSON type, too large, wrong shape.
-    let bodies: [(Method, &str, &'static str, serde_json::Value); 4] = [
+    let bodies: [(Method, &str, &'static str, serde_json::Value); 5] = [
         (
             Method::POST,
             "/sessions",
@@ -479,6 +492,13 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
             "/sessions/active",
             "/sessions/active",
             json!({"name": SESSION}),
+        ),
+        // After the switch: the session is active, so it is not renamed (409).
+        (
+            Method::POST,
+            "/sessions/{name}/rename",
+            "/sessions/{name}/rename",
+            json!({"to": "renamed"}),
         ),
     ];
     for (method, template, op_path, good) in bodies {
@@ -557,6 +577,14 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         probes.push(with_body(post(), "text/plain", "{}"));
         probes.push(with_body(post(), json, too_large.clone()));
     }
+    probes.push(json_body(
+        probe(
+            Method::POST,
+            "/sessions/idle/rename",
+            "/sessions/{name}/rename",
+        ),
+        json!({"to": SESSION}),
+    ));
 
     let mut seen = BTreeSet::new();
     for p in probes {
@@ -623,6 +651,12 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         ("POST /archive/{id}/restore", 413),
         ("POST /archive/{id}/restore", 415),
         ("POST /archive/{id}/restore", 422),
+        ("POST /sessions/{name}/rename", 400),
+        ("POST /sessions/{name}/rename", 404),
+        ("POST /sessions/{name}/rename", 409),
+        ("POST /sessions/{name}/rename", 413),
+        ("POST /sessions/{name}/rename", 415),
+        ("POST /sessions/{name}/rename", 422),
     ] {
         assert!(
             seen.contains(&(op.to_owned(), status)),
@@ -689,5 +723,33 @@ fn persona_text_fields_carry_the_visible_text_rule() {
             Some("#/components/schemas/VisibleText"),
             "{field:?}"
         );
+    }
+}
+
+/// A title's `pattern` is the service's own rule, and the labels refer to their schemas,
+/// so a client that follows the spec never sends a title or tags the service refuses.
+#[test]
+fn titles_and_tags_carry_the_service_rules() {
+    let doc = spec();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["Title"]["pattern"].as_str(),
+        Some(title_pattern().as_str())
+    );
+    assert_eq!(schemas["Title"]["maxLength"].as_i64(), Some(200));
+    assert_eq!(schemas["Tag"]["pattern"].as_str(), Some("^[a-zA-Z0-9_-]+$"));
+    assert_eq!(schemas["Tags"]["maxItems"].as_i64(), Some(20));
+    assert_eq!(schemas["Tags"]["uniqueItems"].as_bool(), Some(true));
+    let refs = |node: &Yaml| -> Vec<String> {
+        let all = node["allOf"].as_vec().or(node["oneOf"].as_vec());
+        all.into_iter()
+            .flatten()
+            .filter_map(|n| n["$ref"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for schema in ["Metadata", "PatchSession"] {
+        let properties = &schemas[schema]["properties"];
+        assert!(refs(&properties["title"]).contains(&"#/components/schemas/Title".into()));
+        assert!(refs(&properties["tags"]).contains(&"#/components/schemas/Tags".into()));
     }
 }

@@ -23,6 +23,7 @@ mod http_hardening;
 #[cfg(feature = "failpoints")]
 mod hung;
 mod index;
+mod labels;
 mod observability;
 mod personas;
 mod reload;

@@ -64,6 +64,7 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             Token,
             get(sessions::persona).put(sessions::replace_persona),
         ),
+        ("/sessions/{name}/rename", Token, post(sessions::rename)),
         ("/sessions/{name}/launch", Token, get(runs::launch)),
         (
             "/sessions/{name}/conversations",

@@ -295,7 +295,8 @@ pub use session_manager::limits::{
     HEADER_READ_TIMEOUT, max_connections,
 };
 pub use session_manager::model::{
-    ARCHIVE_ID_LEN, ARCHIVE_ID_PATTERN, PERMISSION_MODES, RESERVED_FLAGS, visible_text_pattern,
+    ARCHIVE_ID_LEN, ARCHIVE_ID_PATTERN, PERMISSION_MODES, RESERVED_FLAGS, title_pattern,
+    visible_text_pattern,
 };
 pub use session_manager::transcript::{MAX_LINES, WINDOW_BYTES};
 

@@ -40,6 +40,7 @@ const SLUGS_BY_STATUS: [(u16, &[&str]); 14] = [
             "transcript-refused",
             "conversation-bound",
             "process-alive",
+            "not-renamable",
         ],
     ),
     (413, &["payload-too-large"]),
