@@ -31,12 +31,27 @@ is as narrow as the limit: every other case is sent and every other failure coun
    delete goes unseen. The hooks record, in call order (the run uses one worker), which
    sessions were created and deleted; the failure is dropped only when the session it
    names was deleted after it was last created. A session that exists and is not
-   found still fails.
+   found still fails. A rename (`POST /sessions/{name}/rename`) frees the old name as a
+   delete does, and creates the new one, and is recorded so.
+
+4. ST202 for a page cursor the service never gave on `GET /sessions` (positive mode).
+   `after` is opaque: the service hands it out in a `Link` header (base64url of the
+   last item's creation time and name), and any other value is 422. What a valid
+   cursor is depends on what the service gave, so no schema can say it; the contract
+   gives its alphabet and length and documents the 422. This drops exactly that
+   failure: a 422 whose detail says `after` is not a cursor, for an `after` that is
+   indeed not one (it does not decode to `[timestamp, session name]`). A refusal of a
+   well-formed cursor, or any other 422, still fails.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
+import re
+from datetime import datetime
 from pathlib import Path
 
 import schemathesis
@@ -90,6 +105,27 @@ def after_call(context, case, response):
         name = (case.path_parameters or {}).get("name")
         if isinstance(name, str):
             _last_write[name] = "deleted"
+    elif route == ("POST", "/sessions/{name}/rename"):
+        name = (case.path_parameters or {}).get("name")
+        body = _json(response)
+        if isinstance(name, str):
+            _last_write[name] = "deleted"
+        if isinstance(body, dict) and isinstance(body.get("name"), str):
+            _last_write[body["name"]] = "created"
+
+
+_SESSION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,50}")
+
+
+def _is_cursor(text: str) -> bool:
+    """Whether `text` has the form of a cursor the service gives (see 4.)."""
+    try:
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        created, name = json.loads(decoded)
+        datetime.fromisoformat(created)
+    except (binascii.Error, ValueError, TypeError):
+        return False
+    return isinstance(name, str) and _SESSION_NAME.fullmatch(name) is not None and name != RESERVED
 
 
 def _named_session(case) -> str | None:
@@ -109,6 +145,13 @@ def filter_failure(context, failure, case, response):
         detail = problem.get("detail", "") if isinstance(problem, dict) else ""
         if isinstance(persona, str) and persona not in LIBRARY and "is not in the library" in detail:
             return _dropped("unknown library key", failure, case, response)
+    if failure.code == "ST202" and _route(case) == ("GET", "/sessions") and response.status_code == 422:
+        # 4.
+        after = (case.query or {}).get("after")
+        problem = _json(response)
+        detail = problem.get("detail", "") if isinstance(problem, dict) else ""
+        if isinstance(after, str) and not _is_cursor(after) and "after is not a cursor" in detail:
+            return _dropped("not a cursor the service gave", failure, case, response)
     if failure.code == "ST302" and response.status_code == 404:
         # 3.
         name = _named_session(case)

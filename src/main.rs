@@ -106,6 +106,10 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(
             sessions_dir = %state.store.dir().display(),
             personas_dir = %state.personas.dir().display(),
+            claude_config_dir = %state
+                .transcripts
+                .config_dir()
+                .map_or("none (HOME is not set)".into(), |d| d.display().to_string()),
             auth = state.auth.enabled(),
             "listening on {}",
             listener.local_addr()?
@@ -215,8 +219,7 @@ impl Signals {
 /// before stays in service when that fails.
 async fn reload(personas: Arc<Personas>) {
     let reloaded = tokio::task::spawn_blocking(move || {
-        personas.reload()?;
-        let library = personas.library();
+        let library = personas.reload()?;
         Ok::<_, std::io::Error>((library.personas.len(), library.skipped.len()))
     })
     .await;

@@ -7,7 +7,9 @@
 //! - [`state`]: the handle every handler gets;
 //! - [`routes`]: one module per resource (the operator's page, `routes::ui`, among
 //!   them), and the table the router is built from;
-//! - [`wire`]: the session's JSON (with the computed `dir`) and the cached list body;
+//! - [`wire`]: the session's JSON (with the computed `dir`), the list's filters and
+//!   the cached list body;
+//! - [`listing`]: `GET /sessions`'s query: its filters, and its pages and their cursor;
 //! - [`feed`]: the change feed: the store's changes as server-sent events, with a ring
 //!   of the latest for clients that reconnect;
 //! - [`extract`]: the JSON and name extractors, whose rejections are problem answers;
@@ -17,10 +19,10 @@
 //! - [`error`]: `ApiError` and the one table of statuses and titles (RFC 9457).
 //!
 //! Within it, `error` uses no other HTTP module; `security` and `extract` use only
-//! `error`; `feed` uses `wire`; `state` holds the store, the personas, the token check
-//! and the feed; `routes` use `state`, `feed`, `wire`, `extract` and `error`;
-//! `connections` uses none of them; `app` assembles them all, and runs and closes the
-//! feed.
+//! `error`; `feed` uses `wire`; `listing` uses `wire` and `error`; `state` holds the
+//! store, the personas, the token check and the feed; `routes` use `state`, `feed`,
+//! `wire`, `listing`, `extract` and `error`; `connections` uses none of them; `app`
+//! assembles them all, and runs and closes the feed.
 
 pub mod app;
 pub mod conditional;
@@ -28,6 +30,7 @@ pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod feed;
+pub mod listing;
 pub mod routes;
 pub mod security;
 pub mod state;

@@ -10,7 +10,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::model::{Conversation, ConversationId, Dollars, Metadata, Status, Timestamp, Usage};
+use crate::model::{
+    Conversation, ConversationId, DEFAULT_PERSONA, Dollars, Metadata, PersonaKey, SessionName,
+    Status, Tag, Tags, Timestamp, Title, Usage,
+};
 use crate::process::{Liveness, Probe};
 use crate::store::{Entry, Store, Version, layout};
 
@@ -35,7 +38,8 @@ impl SessionJson {
         Self::at(store, entry, SystemTime::now())
     }
 
-    fn at(store: &Store, entry: Arc<Entry>, now: SystemTime) -> Self {
+    /// The session as answered at `now`.
+    pub fn at(store: &Store, entry: Arc<Entry>, now: SystemTime) -> Self {
         let dir = store.session_dir(&entry.metadata.name);
         let process = store.liveness(&entry);
         let idle_seconds = idle_seconds(&entry.metadata, now);
@@ -144,6 +148,12 @@ impl Serialize for SessionJson {
             budget_usd: Option<Dollars>,
             #[serde(skip_serializing_if = "Option::is_none")]
             last_report: Option<Timestamp>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            title: Option<&'a str>,
+            #[serde(skip_serializing_if = "Tags::is_empty")]
+            tags: &'a Tags,
+            #[serde(skip_serializing_if = "<[SessionName]>::is_empty")]
+            previous_names: &'a [SessionName],
             #[serde(flatten)]
             extra: &'a Map<String, Value>,
             dir: &'a std::path::Path,
@@ -174,6 +184,9 @@ impl Serialize for SessionJson {
             usage: m.usage.as_ref().map(UsageView::from),
             budget_usd: m.budget_usd,
             last_report: m.last_report,
+            title: m.title.as_ref().map(Title::as_str),
+            tags: &m.tags,
+            previous_names: &m.previous_names,
             extra,
             dir: &self.dir,
             process: self.process,
@@ -183,13 +196,54 @@ impl Serialize for SessionJson {
     }
 }
 
-/// Which sessions a list shows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Which sessions a list shows: those that pass every filter given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     pub status: Option<Status>,
     pub process: Option<Liveness>,
     /// Only sessions idle for at least this many seconds.
     pub idle_for: Option<u64>,
+    /// Only sessions with this tag.
+    pub tag: Option<Tag>,
+    /// Only sessions whose metadata records this persona: a library key (`default` also
+    /// takes the sessions that recorded none, which got the default persona), or
+    /// `custom`.
+    pub persona: Option<PersonaKey>,
+    /// Only sessions whose name or title contains this text, in lower case (the
+    /// comparison is case-insensitive).
+    pub text: Option<String>,
+}
+
+impl Filter {
+    /// Whether the stored state of a session passes every filter but `process`, which
+    /// reads `/proc` (see [`SessionJson`]): quick, no I/O.
+    pub fn keeps(&self, m: &Metadata, now: SystemTime) -> bool {
+        self.status.is_none_or(|s| m.status == s)
+            && self.idle_for.is_none_or(|min| idle_seconds(m, now) >= min)
+            && self.tag.as_ref().is_none_or(|t| m.tags.contains(t))
+            && self
+                .persona
+                .as_ref()
+                .is_none_or(|key| match m.persona.as_deref() {
+                    Some(recorded) => recorded == key.as_str(),
+                    None => key.as_str() == DEFAULT_PERSONA,
+                })
+            && self.text.as_deref().is_none_or(|text| {
+                m.name.as_str().to_ascii_lowercase().contains(text)
+                    || m.title
+                        .as_ref()
+                        .is_some_and(|t| t.as_str().to_lowercase().contains(text))
+            })
+    }
+
+    /// Whether only `status` is given, the one filter whose answers are cached.
+    fn status_only(&self) -> bool {
+        *self
+            == Self {
+                status: self.status,
+                ..Self::default()
+            }
+    }
 }
 
 /// `GET /sessions` in its JSON form, one slot per status filter, each tagged with the
@@ -215,10 +269,10 @@ impl ListCache {
     /// The sessions `filter` selects, most recently active first, as a JSON array. A
     /// list never shows less than what was acknowledged before it was asked for: every
     /// change moves the store's version.
-    pub fn list_json(&self, store: &Store, filter: Filter) -> Bytes {
+    pub fn list_json(&self, store: &Store, filter: &Filter) -> Bytes {
         let now = SystemTime::now();
         let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let cacheable = filter.process.is_none() && filter.idle_for.is_none();
+        let cacheable = filter.status_only();
         let slot = filter.status.map_or(0, |s| s as usize + 1);
         let current = store.version();
         if cacheable {
@@ -235,9 +289,9 @@ impl ListCache {
         let (version, entries) = store.list(filter.status);
         let sessions: Vec<SessionJson> = entries
             .into_iter()
+            .filter(|e| filter.keeps(&e.metadata, now))
             .map(|e| SessionJson::at(store, e, now))
             .filter(|s| filter.process.is_none_or(|p| s.process == p))
-            .filter(|s| filter.idle_for.is_none_or(|min| s.idle_seconds >= min))
             .collect();
         let body = Bytes::from(serde_json::to_vec(&sessions).expect("sessions serialise"));
         if cacheable {

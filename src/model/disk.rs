@@ -13,13 +13,14 @@ use serde_json::Value;
 
 use super::conversation::CONVERSATION_ID_RULE;
 use super::json::parse_strict;
+use super::labels::{restore_foreign, set_aside_foreign};
 use super::metadata::{Metadata, PID_RULE};
 use super::persona::{MAX_TURNS_RULE, Persona};
 use super::time::TIMESTAMP_RULE;
 use super::usage::DOLLARS_RULE;
 
 /// The fields of `metadata.json` a reason may name.
-const METADATA_FIELDS: [&str; 12] = [
+const METADATA_FIELDS: [&str; 15] = [
     "name",
     "created",
     "last_active",
@@ -32,6 +33,9 @@ const METADATA_FIELDS: [&str; 12] = [
     "usage",
     "budget_usd",
     "last_report",
+    "title",
+    "tags",
+    "previous_names",
 ];
 
 /// The fields of a persona a reason may name.
@@ -55,10 +59,18 @@ const RULES: [&str; 5] = [
     DOLLARS_RULE,
 ];
 
-/// Parses a metadata.json read from disk; Err is a reason safe to publish.
+/// Parses a metadata.json read from disk; Err is a reason safe to publish. A `title` or
+/// `tags` of another shape than this service writes is another tool's, kept as an
+/// unknown field (see `labels::set_aside_foreign`).
 pub fn metadata_from_disk(bytes: &[u8]) -> Result<Metadata, String> {
-    let value = object(bytes)?;
-    typed(bytes, value, &METADATA_FIELDS)
+    let mut value = object(bytes)?;
+    if !set_aside_foreign(&mut value) {
+        return typed(Some(bytes), value, &METADATA_FIELDS);
+    }
+    // The renamed keys would make positions read from `bytes` point elsewhere.
+    let mut metadata: Metadata = typed(None, value, &METADATA_FIELDS)?;
+    restore_foreign(&mut metadata.extra);
+    Ok(metadata)
 }
 
 /// Parses and validates a persona file read from disk (a library `<key>.json` or a
@@ -66,7 +78,7 @@ pub fn metadata_from_disk(bytes: &[u8]) -> Result<Metadata, String> {
 /// publish.
 pub fn persona_from_disk(bytes: &[u8]) -> Result<Value, String> {
     let value = object(bytes)?;
-    let persona: Persona = typed(bytes, value.clone(), &PERSONA_FIELDS)?;
+    let persona: Persona = typed(Some(bytes), value.clone(), &PERSONA_FIELDS)?;
     // Validation names a field of the schema and a rule; never the value.
     persona.check()?;
     Ok(value)
@@ -75,7 +87,7 @@ pub fn persona_from_disk(bytes: &[u8]) -> Result<Value, String> {
 /// Parses a small JSON file of the store's own (e.g. .current.json) strictly.
 pub fn from_disk<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let value = parse_strict(bytes).map_err(|e| e.to_string())?;
-    typed(bytes, value, &[])
+    typed(Some(bytes), value, &[])
 }
 
 /// The document, which must be an object.
@@ -88,10 +100,17 @@ fn object(bytes: &[u8]) -> Result<Value, String> {
     }
 }
 
-/// Reads `T` from `value`, parsed from `bytes`. On failure, `bytes` are read again for
-/// the position (a [`Value`] has none); only a refusal pays for that.
-fn typed<T: DeserializeOwned>(bytes: &[u8], value: Value, fields: &[&str]) -> Result<T, String> {
+/// Reads `T` from `value`, parsed from `bytes`. On failure, `bytes` (when given) are
+/// read again for the position (a [`Value`] has none); only a refusal pays for that.
+fn typed<T: DeserializeOwned>(
+    bytes: Option<&[u8]>,
+    value: Value,
+    fields: &[&str],
+) -> Result<T, String> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|from_value| {
+        let Some(bytes) = bytes else {
+            return reason(&from_value, fields);
+        };
         let mut reread = serde_json::Deserializer::from_slice(bytes);
         match serde_path_to_error::deserialize::<_, T>(&mut reread) {
             Err(located) => reason(&located, fields),
@@ -234,6 +253,70 @@ mod tests {
         for (text, reason) in cases {
             assert_eq!(refused(&text), reason, "{text}");
         }
+    }
+
+    #[test]
+    fn labels_of_another_shape_are_another_tools_and_kept_where_they_are() {
+        let with = |extra: &str| {
+            format!(
+                r#"{{"name": "work", "created": "2026-11-24T21:22:16.000000+00:00",
+"last_active": "2026-11-24T21:22:16.000000+00:00", "persona": null, "pid": null,
+"status": "idle", {extra}}}"#
+            )
+        };
+        let read = metadata_from_disk(
+            with(r#""title": "DNS", "tags": ["a", "b"], "previous_names": ["old"]"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            read.title.map(|t| t.as_str().to_owned()),
+            Some("DNS".into())
+        );
+        assert_eq!(read.tags.iter().count(), 2);
+        assert_eq!(read.previous_names[0].as_str(), "old");
+        assert!(read.extra.is_empty());
+
+        for (extra, keys) in [
+            (
+                r#""x": 1, "tags": ["a", {"pinned": null}], "y": 2"#,
+                ["x", "tags", "y"],
+            ),
+            (
+                r#""x": 1, "tags": ["a", "a"], "title": "one\ntwo""#,
+                ["x", "tags", "title"],
+            ),
+            (r#""title": 5, "x": 1, "tags": []"#, ["title", "x", "tags"]),
+            (
+                r#""title": null, "tags": "dns", "x": 1"#,
+                ["title", "tags", "x"],
+            ),
+        ] {
+            let text = with(extra);
+            let read = metadata_from_disk(text.as_bytes()).unwrap();
+            assert!(read.title.is_none() && read.tags.is_empty(), "{extra}");
+            assert_eq!(read.extra.keys().collect::<Vec<_>>(), keys, "{extra}");
+            // Written back as they were, in their places.
+            let written = serde_json::to_value(&read).unwrap();
+            let original: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(written, original, "{extra}");
+            let order: Vec<&String> = written.as_object().unwrap().keys().collect();
+            assert_eq!(
+                order,
+                original.as_object().unwrap().keys().collect::<Vec<_>>()
+            );
+        }
+        // A stand-in name planted in the file is not trusted to be one.
+        let planted = with(r#""\u0000set-aside:tags": 1, "tags": 5"#);
+        assert_eq!(
+            metadata_from_disk(planted.as_bytes()).unwrap_err(),
+            "wrong type at line 3 column 54 in field `tags`"
+        );
+        // Previous names are this service's own: no other shape is taken.
+        assert_eq!(
+            metadata_from_disk(with(r#""previous_names": ["secret/token"]"#).as_bytes())
+                .unwrap_err(),
+            "invalid value at line 3 column 52"
+        );
     }
 
     fn persona_text() -> String {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::conversation::{Conversation, ConversationId, EndReason, Ended, MAX_CONVERSATIONS};
+use super::labels::{Tags, Title};
 use super::name::SessionName;
 use super::time::Timestamp;
 use super::usage::{Counted, Dollars, RECENT_RESULTS, ResultMessage, Usage};
@@ -40,6 +41,10 @@ pub const CUSTOM_PERSONA: &str = "custom";
 /// Why a stored `pid` was refused; it names no part of the value.
 pub const PID_RULE: &str = "must be a positive integer or null";
 
+/// How many earlier names a session's metadata keeps: enough to trace it, and few enough
+/// that renames never grow the file towards its size cap.
+pub const MAX_PREVIOUS_NAMES: usize = 100;
+
 /// The content of `metadata.json` (SPEC §1). Field order matches the original module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -70,6 +75,16 @@ pub struct Metadata {
     /// the last switch to the session, whichever is later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_report: Option<Timestamp>,
+    /// What the operator calls the session (set and cleared by `PATCH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<Title>,
+    /// The operator's tags, to filter the list by (set and cleared by `PATCH`).
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
+    /// The names the session had before its renames, oldest first (at most
+    /// [`MAX_PREVIOUS_NAMES`], the most recent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_names: Vec<SessionName>,
     /// Whatever else the file holds, kept as it is on every rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -90,6 +105,9 @@ impl Metadata {
             usage: None,
             budget_usd: None,
             last_report: None,
+            title: None,
+            tags: Tags::default(),
+            previous_names: Vec::new(),
             extra: Map::new(),
         }
     }
@@ -165,8 +183,13 @@ impl Metadata {
 }
 
 impl Metadata {
-    /// Adds a result message to the totals, once per message id.
-    pub fn count_result(&mut self, result: &ResultMessage, now: Timestamp) -> Counted {
+    /// Adds a result message of `run` (when known) to the totals, once per message id.
+    pub fn count_result(
+        &mut self,
+        result: &ResultMessage,
+        run: Option<&str>,
+        now: Timestamp,
+    ) -> Counted {
         if self
             .usage
             .as_ref()
@@ -185,9 +208,14 @@ impl Metadata {
             results: 0,
             updated: now,
             recent: Vec::new(),
+            runs: Vec::new(),
             extra: Map::new(),
         });
-        usage.cost_usd = usage.cost_usd.saturating_add(result.total_cost_usd);
+        let cost = match run {
+            Some(run) => usage.spent_since(run, result.total_cost_usd),
+            None => result.total_cost_usd,
+        };
+        usage.cost_usd = usage.cost_usd.saturating_add(cost);
         usage.turns = usage.turns.saturating_add(result.num_turns);
         let tokens = &result.usage;
         usage.input_tokens = usage.input_tokens.saturating_add(tokens.input_tokens);

@@ -154,6 +154,13 @@ name_type!(
     |_| Ok(())
 );
 
+name_type!(
+    /// A session's tag (see `Tags`): the same rules as a name.
+    Tag,
+    "tag",
+    |_| Ok(())
+);
+
 impl PersonaKey {
     /// The key used when a session is created without a persona.
     pub fn default_key() -> Self {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::conversation::ConversationId;
+use super::labels::{Tags, Title};
 use super::metadata::{Metadata, Status};
 use super::persona::as_integer;
 use super::time::Timestamp;
@@ -37,6 +38,19 @@ impl<T> Field<T> {
             Field::Absent => {}
             Field::Null => *slot = None,
             Field::Value(v) => *slot = Some(convert(v)),
+        }
+    }
+
+    /// Applies this field to a stored value whose empty (default) value is "none":
+    /// `null` empties it.
+    pub fn apply_or_clear(&self, slot: &mut T)
+    where
+        T: Clone + Default,
+    {
+        match self {
+            Field::Absent => {}
+            Field::Null => *slot = T::default(),
+            Field::Value(v) => *slot = v.clone(),
         }
     }
 
@@ -86,7 +100,7 @@ impl<'de> Deserialize<'de> for Pid {
 }
 
 /// The fields `PATCH /sessions/{name}` may change: the bot's process bookkeeping, the
-/// conversation to resume, and the budget.
+/// conversation to resume, the budget, and the operator's title and tags.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataPatch {
@@ -98,11 +112,22 @@ pub struct MetadataPatch {
     pub conversation: Field<ConversationId>,
     #[serde(default)]
     pub budget_usd: Field<Dollars>,
+    #[serde(default)]
+    pub title: Field<Title>,
+    #[serde(default)]
+    pub tags: Field<Tags>,
 }
 
 impl MetadataPatch {
     /// The fields a patch may name, for the message that says a patch is empty.
-    const FIELDS: &[&str] = &["pid", "status", "conversation", "budget_usd"];
+    const FIELDS: &[&str] = &[
+        "pid",
+        "status",
+        "conversation",
+        "budget_usd",
+        "title",
+        "tags",
+    ];
 
     /// Refuses a patch that changes nothing, or clears a field that cannot be null.
     pub fn check(&self) -> Result<(), String> {
@@ -156,6 +181,17 @@ impl MetadataPatch {
             }
         }
         self.budget_usd.apply_to(&mut metadata.budget_usd, |d| *d);
+        self.title.apply_to(&mut metadata.title, Title::clone);
+        self.tags.apply_or_clear(&mut metadata.tags);
+        // The operator's own label replaces one another tool stored under the name.
+        for (label, touched) in [
+            ("title", self.title != Field::Absent),
+            ("tags", self.tags != Field::Absent),
+        ] {
+            if touched {
+                metadata.extra.shift_remove(label);
+            }
+        }
     }
 }
 
@@ -177,7 +213,7 @@ mod tests {
         assert_eq!(p.status(), Some(Status::Idle));
         assert_eq!(
             patch(serde_json::json!({})).unwrap().check().unwrap_err(),
-            "nothing to update: give one or more of pid, status, conversation, budget_usd"
+            "nothing to update: give one or more of pid, status, conversation, budget_usd, title, tags"
         );
         let null_status = patch(serde_json::json!({"status": null})).unwrap();
         assert_eq!(null_status.check().unwrap_err(), "status cannot be null");
@@ -195,6 +231,33 @@ mod tests {
         }
         let err = patch(serde_json::json!({"name": "x"})).unwrap_err();
         assert!(err.contains("unknown field `name`"), "{err}");
+    }
+
+    #[test]
+    fn title_and_tags_are_set_checked_and_cleared() {
+        let mut m = Metadata::new(SessionName::parse("s").unwrap(), None, Timestamp::now());
+        patch(serde_json::json!({"title": "DNS work", "tags": ["dns", "homelab"]}))
+            .unwrap()
+            .apply(&mut m, Timestamp::now());
+        assert_eq!(m.title.as_ref().map(Title::as_str), Some("DNS work"));
+        assert_eq!(m.tags, Tags::parse(&["dns", "homelab"]).unwrap());
+        patch(serde_json::json!({"title": null, "tags": null}))
+            .unwrap()
+            .apply(&mut m, Timestamp::now());
+        assert_eq!((m.title.clone(), m.tags.is_empty()), (None, true));
+        patch(serde_json::json!({"tags": []}))
+            .unwrap()
+            .apply(&mut m, Timestamp::now());
+        assert!(m.tags.is_empty());
+        assert_eq!(
+            patch(serde_json::json!({"title": "a\tb"})).unwrap_err(),
+            "title: must be one line without control characters (found U+0009 at position 1)"
+        );
+        assert_eq!(
+            patch(serde_json::json!({"tags": ["a", "a"]})).unwrap_err(),
+            "tags: item 2: the tag 'a' is given twice; give each tag once"
+        );
+        assert!(patch(serde_json::json!({"tags": "a"})).is_err());
     }
 
     #[test]

@@ -61,6 +61,14 @@ pub enum ChangeKind {
     ProcessGone,
     /// A usage report brought the session's spending to its budget.
     BudgetExhausted,
+    /// An archived session came back as this session (`POST /archive/{id}/restore`).
+    Restored,
+    /// The session took another name (`POST /sessions/{name}/rename`); the new name is
+    /// announced as created in the same write.
+    RenamedAway,
+    /// An archived session of this name was removed for good (`DELETE /archive/{id}`,
+    /// or the purge of old ones).
+    ArchiveRemoved,
 }
 
 impl ChangeKind {
@@ -75,6 +83,9 @@ impl ChangeKind {
             ChangeKind::CurrentChanged => "session.switched",
             ChangeKind::ProcessGone => "session.process_gone",
             ChangeKind::BudgetExhausted => "session.budget_exhausted",
+            ChangeKind::Restored => "session.restored",
+            ChangeKind::RenamedAway => "session.renamed",
+            ChangeKind::ArchiveRemoved => "archive.removed",
         }
     }
 }

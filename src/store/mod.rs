@@ -6,17 +6,22 @@
 //! - `tx`: write transactions, whose `Tx::publish` is the one funnel every change
 //!   passes through: it makes a transaction's writes visible at once, stamps them with
 //!   their [`Version`], and announces them as [`Change`]s;
-//! - `ops`: the writes and the SPEC §3 rules each keeps;
+//! - `ops`: the writes and the SPEC §3 rules each keeps; `reports`: what the bot
+//!   reports about a session's runs; `rename`: renaming a session, and finishing or
+//!   undoing an interrupted rename;
 //! - `recover`: the start-up scan and repair, and the resync after a failed write;
+//! - `archive`: the archived sessions: listed, restored, removed, purged;
 //! - [`events`]: the change type;
 //! - [`fsio`]: every durable file operation; `lock`: one writer per directory;
 //!   [`failpoint`]: named crash points for the tests.
 //!
 //! Reads are served from the index; they never touch the disk (except a session's
-//! `persona.json`, read on demand) and never wait for a write's fsync. Writes run on the
+//! `persona.json` and the archive, read on demand on the blocking pool) and never wait
+//! for a write's fsync. Writes run on the
 //! blocking pool, one at a time, and publish only what is durable, so the index always
 //! equals what is on disk.
 
+mod archive;
 mod bounded;
 mod error;
 pub mod events;
@@ -27,6 +32,7 @@ pub mod layout;
 mod lock;
 mod ops;
 mod recover;
+mod rename;
 mod reports;
 mod tx;
 
@@ -39,9 +45,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+pub use archive::{ArchivePage, Archived};
 pub use error::StoreError;
 pub use events::{Change, ChangeKind, Subject};
-pub use index::{Entry, IfMatch, Skipped, StoreHealth, Version};
+pub use index::{Entry, IfMatch, PageKey, Skipped, StoreHealth, Version};
 pub use ops::Switched;
 
 use crate::limits::{BODY_LIMIT, WRITE_TIMEOUT};
@@ -109,6 +116,7 @@ impl Store {
         fsio::ensure_dir(dir).map_err(open_error)?;
         let path = std::fs::canonicalize(dir).map_err(open_error)?;
         let root = Root::lock(&path)?;
+        rename::recover(&root)?;
         let scan = recover::scan(&root, true)?;
         tracing::info!(
             dir = %path.display(),
@@ -137,8 +145,13 @@ impl Store {
                     pointer: scan.pointer.clone().unwrap_or_default(),
                     pointer_version: Version { epoch, seq: 0 },
                     seq: sessions.len() as u64,
+                    order: sessions
+                        .values()
+                        .map(|e| PageKey::of(&e.metadata))
+                        .collect(),
                     sessions,
                     skipped: scan.skipped,
+                    archive_skipped: Default::default(),
                     last_write_error: None,
                 }),
                 writer: Mutex::new(()),
@@ -147,6 +160,7 @@ impl Store {
                 overdue: AtomicUsize::new(0),
                 probe: Probe::new(options.process_check),
                 announced: Default::default(),
+                rename_pending: Default::default(),
             }),
         };
         let mut tx = store.shared.begin();
@@ -154,6 +168,7 @@ impl Store {
         tx.publish();
         drop(tx);
         repaired?;
+        store.sweep_archive();
         Ok(store)
     }
 
@@ -199,6 +214,18 @@ impl Store {
         drop(index);
         entries.sort_unstable_by(|a, b| most_recent_first(a, b));
         (version, entries)
+    }
+
+    /// Up to `limit` sessions that `keep` keeps, from just after `after`, in the paging
+    /// order ([`PageKey`]: newest created first, ties by name), which a switch does not
+    /// change. `keep` runs under the index's read lock: it must be quick and do no I/O.
+    pub fn page(
+        &self,
+        after: Option<&PageKey>,
+        limit: usize,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> Vec<Arc<Entry>> {
+        self.shared.index().page(after, limit, keep)
     }
 
     /// The current session, if any.

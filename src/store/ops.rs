@@ -83,8 +83,10 @@ impl Tx<'_> {
     }
 
     /// Finishes a switch that was committed but not completed (a crash, or a failed
-    /// write after the commit point), and drops a pointer to a session that is gone.
+    /// write after the commit point), and drops a pointer to a session that is gone;
+    /// first settles a rename whose write failed.
     pub fn settle(&mut self) -> Result<(), StoreError> {
+        self.settle_rename()?;
         let pointer = self.pointer();
         let Some(target) = pointer.name.clone() else {
             return Ok(());

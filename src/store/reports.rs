@@ -35,14 +35,18 @@ impl Store {
         .await
     }
 
-    /// Adds a run's `result` message to the session's usage, once per message.
+    /// Adds a `result` message of `run` (when known) to the session's usage, once per
+    /// message.
     pub async fn record_usage(
         &self,
         name: SessionName,
         result: ResultMessage,
+        run: Option<String>,
     ) -> Result<(Arc<Entry>, Counted), StoreError> {
-        self.write("record_usage", move |tx| tx.record_usage(&name, &result))
-            .await
+        self.write("record_usage", move |tx| {
+            tx.record_usage(&name, &result, run.as_deref())
+        })
+        .await
     }
 
     /// Whether the session's recorded process still runs. A process found gone is
@@ -113,11 +117,12 @@ impl Tx<'_> {
         &mut self,
         name: &SessionName,
         result: &ResultMessage,
+        run: Option<&str>,
     ) -> Result<(Arc<Entry>, Counted), StoreError> {
         let entry = self.get(name)?;
         let mut metadata = entry.metadata.clone();
         let now = Timestamp::now();
-        let counted = metadata.count_result(result, now);
+        let counted = metadata.count_result(result, run, now);
         if counted == Counted::Duplicate {
             return Ok((entry, counted));
         }

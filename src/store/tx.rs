@@ -39,6 +39,8 @@ pub(super) struct Shared {
     pub probe: crate::process::Probe,
     /// The processes already announced as gone.
     pub announced: super::events::Announced,
+    /// Whether a rename's write failed and may have left its intent to settle.
+    pub rename_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -191,6 +193,12 @@ impl Tx<'_> {
         self.announce(kind, Subject::Session(entry));
     }
 
+    /// Announces `kind` about `name`, which is not (or no longer) a served session, with
+    /// this transaction's changes.
+    pub fn note_gone(&mut self, kind: ChangeKind, name: &SessionName) {
+        self.announce(kind, Subject::Gone(name.clone()));
+    }
+
     /// Stages the removal of a session, after its directory has left the tree (or was
     /// found unfit): `kind` says which.
     pub fn stage_removal(&mut self, kind: ChangeKind, name: &SessionName) {
@@ -229,9 +237,9 @@ impl Tx<'_> {
         index.seq = self.version.seq;
         for (name, entry) in self.sessions.drain() {
             match entry {
-                Some(entry) => index.sessions.insert(name, entry),
-                None => index.sessions.remove(&name),
-            };
+                Some(entry) => index.put(entry),
+                None => index.forget(&name),
+            }
         }
         for (name, skipped) in self.skipped.drain(..) {
             index.skipped.insert(name.to_string(), skipped);

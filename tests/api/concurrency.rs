@@ -34,7 +34,7 @@ fn own(client: usize, which: char) -> String {
 
 /// A distinct pid for each (client, step), so the stored one names the write it came from.
 fn pid(client: usize, step: usize) -> i64 {
-    (10_000 + client * 100 + step) as i64
+    NO_SUCH_PID + (client * 100 + step) as i64
 }
 
 /// A valid custom persona that names the write it came from.

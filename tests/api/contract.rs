@@ -109,7 +109,9 @@ fn spec_methods(doc: &Yaml) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 fn concrete(path: &str) -> String {
-    path.replace("{name}", SESSION).replace("{key}", "default")
+    path.replace("{name}", SESSION)
+        .replace("{key}", "default")
+        .replace("{id}", "contract.20260101T000000.000000Z")
 }
 
 #[test]
@@ -202,19 +204,24 @@ fn spec_is_openapi_3_1_for_this_service() {
         );
     }
 
-    // Every path parameter follows the naming rules.
+    // Every path parameter follows the naming rules (an archive id, its own).
     for (path, item) in entries(&doc["paths"]) {
         for param in item["parameters"].as_vec().into_iter().flatten() {
             let param = resolve(&doc, param);
             let schema = resolve(&doc, &param["schema"]);
             assert_eq!(param["in"].as_str(), Some("path"), "{path}");
+            let name = param["name"].as_str().unwrap();
             assert!(
-                path.contains(&format!("{{{}}}", param["name"].as_str().unwrap())),
+                path.contains(&format!("{{{name}}}")),
                 "{path} names its parameter"
             );
-            assert_eq!(schema["pattern"].as_str(), Some("^[a-zA-Z0-9_-]+$"));
-            assert_eq!(schema["minLength"].as_i64(), Some(1));
-            assert_eq!(schema["maxLength"].as_i64(), Some(50));
+            let (pattern, min, max) = match name {
+                "id" => (ARCHIVE_ID_PATTERN, ARCHIVE_ID_LEN.0, ARCHIVE_ID_LEN.1),
+                _ => ("^[a-zA-Z0-9_-]+$", 1, 50),
+            };
+            assert_eq!(schema["pattern"].as_str(), Some(pattern), "{path}");
+            assert_eq!(schema["minLength"].as_i64(), Some(min as i64), "{path}");
+            assert_eq!(schema["maxLength"].as_i64(), Some(max as i64), "{path}");
         }
     }
 }
@@ -309,7 +316,9 @@ fn every_operation_lists_its_auth_and_body_errors() {
             assert!(op.lists("404"), "{label} names a resource, so lists 404");
         }
         assert!(!op.lists("405"), "{label}: 405 is not per operation");
-        let writes = matches!(op.method.as_str(), "post" | "put" | "patch" | "delete");
+        // `x-writes: false` marks an operation that changes nothing on disk (a reload).
+        let writes = matches!(op.method.as_str(), "post" | "put" | "patch" | "delete")
+            && op.node["x-writes"].as_bool() != Some(false);
         if writes {
             for status in ["503", "507"] {
                 assert!(op.lists(status), "{label} writes, so lists {status}");
@@ -417,14 +426,40 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
     ] {
         probes.push(probe(method, op_path, op_path));
     }
-    probes.push(probe(Method::GET, "/sessions?status=busy", "/sessions"));
-    probes.push(probe(Method::GET, "/sessions?status=idle", "/sessions"));
+    for query in [
+        "?status=busy",
+        "?status=idle",
+        "?tag=x&persona=custom&q=Contract&limit=1",
+        "?limit=1",
+        "?limit=0",
+        "?after=x",
+        "?tag=a%20b",
+    ] {
+        probes.push(probe(
+            Method::GET,
+            &format!("/sessions{query}"),
+            "/sessions",
+        ));
+    }
     for (key, op_path) in [
         ("default", "/personas/{key}"),
         ("nope", "/personas/{key}"),
         ("a.b", "/personas/{key}"),
     ] {
         probes.push(probe(Method::GET, &format!("/personas/{key}"), op_path));
+    }
+    for (method, path) in [
+        (Method::GET, "/personas/reload"),
+        (Method::POST, "/personas/reload"),
+        (Method::GET, "/schemas/persona.json"),
+    ] {
+        probes.push(probe(method, path, path));
+    }
+    for query in ["", "?tail=3", "?tail=0", "?count=3"] {
+        for name in [SESSION, "missing", "broken", "bad.name"] {
+            let path = format!("/sessions/{name}/transcript{query}");
+            probes.push(probe(Method::GET, &path, "/sessions/{name}/transcript"));
+        }
     }
     for name in [SESSION, "missing", "broken", "bad.name", "a%2Fb"] {
         for (method, op_path) in [
@@ -437,7 +472,7 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         }
     }
     // Bodies: good, malformed, without a JSON type, too large, wrong shape.
-    let bodies: [(Method, &str, &'static str, serde_json::Value); 4] = [
+    let bodies: [(Method, &str, &'static str, serde_json::Value); 5] = [
         (
             Method::POST,
             "/sessions",
@@ -461,6 +496,13 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
             "/sessions/active",
             "/sessions/active",
             json!({"name": SESSION}),
+        ),
+        // After the switch: the session is active, so it is not renamed (409).
+        (
+            Method::POST,
+            "/sessions/{name}/rename",
+            "/sessions/{name}/rename",
+            json!({"to": "renamed"}),
         ),
     ];
     for (method, template, op_path, good) in bodies {
@@ -518,6 +560,35 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         let path = format!("/sessions/{name}");
         probes.push(probe(Method::DELETE, &path, "/sessions/{name}"));
     }
+    // The archive: a list, ids that are and are not archive ids, restore bodies.
+    for query in ["", "?limit=1", "?limit=0", "?after=zz"] {
+        let path = format!("/archive{query}");
+        probes.push(probe(Method::GET, &path, "/archive"));
+    }
+    for id in ["missing.20260101T000000.000000Z", "a.b", "..%2Fx"] {
+        for (method, op_path) in [
+            (Method::GET, "/archive/{id}"),
+            (Method::DELETE, "/archive/{id}"),
+            (Method::POST, "/archive/{id}/restore"),
+        ] {
+            probes.push(probe(method, &op_path.replace("{id}", id), op_path));
+        }
+        let restore = format!("/archive/{id}/restore");
+        let post = || probe(Method::POST, &restore, "/archive/{id}/restore");
+        probes.push(json_body(post(), json!({"as": "x"})));
+        probes.push(json_body(post(), json!({"as": "active"})));
+        probes.push(with_body(post(), json, "{\"as\":"));
+        probes.push(with_body(post(), "text/plain", "{}"));
+        probes.push(with_body(post(), json, too_large.clone()));
+    }
+    probes.push(json_body(
+        probe(
+            Method::POST,
+            "/sessions/idle/rename",
+            "/sessions/{name}/rename",
+        ),
+        json!({"to": SESSION}),
+    ));
 
     let mut seen = BTreeSet::new();
     for p in probes {
@@ -570,6 +641,26 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         ("PUT /sessions/active", 404),
         ("DELETE /sessions/{name}", 204),
         ("GET /sessions", 422),
+        ("GET /sessions/{name}/transcript", 404),
+        ("GET /sessions/{name}/transcript", 409),
+        ("GET /sessions/{name}/transcript", 422),
+        ("POST /personas/reload", 200),
+        ("GET /schemas/persona.json", 200),
+        ("GET /archive", 200),
+        ("GET /archive", 422),
+        ("GET /archive/{id}", 400),
+        ("GET /archive/{id}", 404),
+        ("DELETE /archive/{id}", 404),
+        ("POST /archive/{id}/restore", 404),
+        ("POST /archive/{id}/restore", 413),
+        ("POST /archive/{id}/restore", 415),
+        ("POST /archive/{id}/restore", 422),
+        ("POST /sessions/{name}/rename", 400),
+        ("POST /sessions/{name}/rename", 404),
+        ("POST /sessions/{name}/rename", 409),
+        ("POST /sessions/{name}/rename", 413),
+        ("POST /sessions/{name}/rename", 415),
+        ("POST /sessions/{name}/rename", 422),
     ] {
         assert!(
             seen.contains(&(op.to_owned(), status)),
@@ -636,5 +727,33 @@ fn persona_text_fields_carry_the_visible_text_rule() {
             Some("#/components/schemas/VisibleText"),
             "{field:?}"
         );
+    }
+}
+
+/// A title's `pattern` is the service's own rule, and the labels refer to their schemas,
+/// so a client that follows the spec never sends a title or tags the service refuses.
+#[test]
+fn titles_and_tags_carry_the_service_rules() {
+    let doc = spec();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["Title"]["pattern"].as_str(),
+        Some(title_pattern().as_str())
+    );
+    assert_eq!(schemas["Title"]["maxLength"].as_i64(), Some(200));
+    assert_eq!(schemas["Tag"]["pattern"].as_str(), Some("^[a-zA-Z0-9_-]+$"));
+    assert_eq!(schemas["Tags"]["maxItems"].as_i64(), Some(20));
+    assert_eq!(schemas["Tags"]["uniqueItems"].as_bool(), Some(true));
+    let refs = |node: &Yaml| -> Vec<String> {
+        let all = node["allOf"].as_vec().or(node["oneOf"].as_vec());
+        all.into_iter()
+            .flatten()
+            .filter_map(|n| n["$ref"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for schema in ["Metadata", "PatchSession"] {
+        let properties = &schemas[schema]["properties"];
+        assert!(refs(&properties["title"]).contains(&"#/components/schemas/Title".into()));
+        assert!(refs(&properties["tags"]).contains(&"#/components/schemas/Tags".into()));
     }
 }

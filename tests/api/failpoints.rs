@@ -5,7 +5,7 @@
 //! Every case starts the real binary on a copy of one prepared directory: `alpha`
 //! (current and `active`), `beta` (persona `planner`, a pid no process has), `gamma` (a custom
 //! persona) and `delta`. One write — a create, a patch, a switch, a persona
-//! replacement or a delete — then meets the failpoint at the n-th hit of a step, for
+//! replacement, a delete or a rename — then meets the failpoint at the n-th hit of a step, for
 //! every step and every n at which that write reaches it:
 //!
 //! - `crash`: the process aborts there, as `kill -9` would. After a restart the store
@@ -49,6 +49,7 @@ enum Write {
     Switch,
     PersonaReplace,
     Delete,
+    Rename,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +101,13 @@ impl Write {
                 None,
                 StatusCode::NO_CONTENT,
             ),
+            // beta is idle, its process gone, and it has no conversation.
+            Write::Rename => (
+                Method::POST,
+                "/sessions/beta/rename",
+                Some(json!({ "to": "omega" })),
+                StatusCode::OK,
+            ),
         }
     }
 
@@ -139,6 +147,14 @@ impl Write {
                 steps.extend(REPLACE);
                 0
             }
+            // The intent, beta's metadata naming omega, the directory's move (the
+            // commit point); removing the intent meets no failpoint.
+            Write::Rename => {
+                steps.extend(REPLACE);
+                steps.extend(REPLACE);
+                steps.extend(["renamed", "dir-synced"]);
+                8
+            }
         };
         (steps, commit)
     }
@@ -176,6 +192,7 @@ impl Write {
             Write::Patch | Write::PersonaReplace => &["beta"],
             Write::Switch => &["alpha", "beta"],
             Write::Delete => &["alpha"],
+            Write::Rename => &["beta", "omega"],
         };
         if untouched {
             for (name, session) in &before.sessions {
@@ -255,6 +272,14 @@ impl Write {
                     && after.sessions["beta"].persona == replacement_persona()
             }
             Write::Delete => after.current.is_none() && !after.sessions.contains_key("alpha"),
+            Write::Rename => {
+                let mut omega = with("beta", json!({ "name": "omega" }));
+                omega["previous_names"] = json!(["beta"]);
+                after.current == before.current
+                    && !after.sessions.contains_key("beta")
+                    && meta(after, "omega") == omega
+                    && after.sessions["omega"].persona == before.sessions["beta"].persona
+            }
         };
         if applied {
             Outcome::Applied
@@ -539,7 +564,7 @@ async fn fail_at_each_step(write: Write) {
                 let (retried, _, answer) = send(&server, write).await.expect("an answer");
                 let done_already = match write {
                     Write::Create => retried == StatusCode::CONFLICT,
-                    Write::Delete => retried == StatusCode::NOT_FOUND,
+                    Write::Delete | Write::Rename => retried == StatusCode::NOT_FOUND,
                     _ => false,
                 };
                 assert!(
@@ -602,6 +627,11 @@ async fn a_delete_crashed_at_any_step_is_whole_or_absent_after_a_restart() {
 }
 
 #[tokio::test]
+async fn a_rename_crashed_at_any_step_is_whole_or_absent_after_a_restart() {
+    crash_at_each_step(Write::Rename).await;
+}
+
+#[tokio::test]
 async fn a_create_failing_with_eio_or_enospc_at_any_step_answers_a_problem_and_recovers() {
     fail_at_each_step(Write::Create).await;
 }
@@ -625,4 +655,9 @@ async fn a_persona_replacement_failing_with_eio_or_enospc_at_any_step_answers_a_
 #[tokio::test]
 async fn a_delete_failing_with_eio_or_enospc_at_any_step_answers_a_problem_and_recovers() {
     fail_at_each_step(Write::Delete).await;
+}
+
+#[tokio::test]
+async fn a_rename_failing_with_eio_or_enospc_at_any_step_answers_a_problem_and_recovers() {
+    fail_at_each_step(Write::Rename).await;
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod active;
+mod archive;
 mod binary;
 mod bodies;
 mod client;
@@ -13,6 +14,7 @@ mod container;
 mod contract;
 mod crash;
 mod durability;
+mod e2e;
 mod events;
 #[cfg(feature = "failpoints")]
 mod failpoints;
@@ -21,9 +23,12 @@ mod http_hardening;
 #[cfg(feature = "failpoints")]
 mod hung;
 mod index;
+mod labels;
 mod observability;
 mod personas;
+mod reload;
 mod runs;
 mod security;
 mod sessions;
+mod transcript;
 mod ui;

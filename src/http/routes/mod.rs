@@ -2,12 +2,15 @@
 //! from, so the contract test can compare it with `openapi.yaml`.
 
 pub mod active;
+pub mod archive;
 pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod personas;
 pub mod runs;
+pub mod schemas;
 pub mod sessions;
+pub mod transcript;
 pub mod ui;
 
 use axum::routing::{MethodRouter, get, post};
@@ -38,6 +41,12 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/personas", Token, get(personas::list)),
         ("/personas/{key}", Token, get(personas::get)),
         (
+            "/personas/reload",
+            Token,
+            get(personas::get_reload).post(personas::reload),
+        ),
+        ("/schemas/persona.json", Token, get(schemas::persona)),
+        (
             "/sessions",
             Token,
             get(sessions::list).post(sessions::create),
@@ -59,6 +68,7 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             Token,
             get(sessions::persona).put(sessions::replace_persona),
         ),
+        ("/sessions/{name}/rename", Token, post(sessions::rename)),
         ("/sessions/{name}/launch", Token, get(runs::launch)),
         (
             "/sessions/{name}/conversations",
@@ -66,6 +76,14 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             post(runs::report_conversation),
         ),
         ("/sessions/{name}/usage", Token, post(runs::record_usage)),
+        ("/sessions/{name}/transcript", Token, get(transcript::tail)),
+        ("/archive", Token, get(archive::list)),
+        (
+            "/archive/{id}",
+            Token,
+            get(archive::get).delete(archive::remove),
+        ),
+        ("/archive/{id}/restore", Token, post(archive::restore)),
         ("/", Page, get(ui::root)),
         ("/ui/", Page, get(ui::index)),
         ("/ui/app.js", Page, get(ui::script)),

@@ -1,5 +1,5 @@
-//! `/sessions` and `/sessions/{name}`: create, list, inspect, update, delete, and the
-//! session's own persona.
+//! `/sessions` and `/sessions/{name}`: create, list, inspect, update, delete, rename,
+//! and the session's own persona.
 
 use axum::extract::{Query, State, rejection::QueryRejection};
 use axum::http::{StatusCode, header};
@@ -10,10 +10,10 @@ use serde_json::Value;
 use crate::http::conditional::{IfMatchHeader, IfNoneMatch, Tag, etag, tagged};
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Named, SessionPath};
+use crate::http::listing::{self, ListQuery};
 use crate::http::state::AppState;
-use crate::http::wire::{Filter, SessionJson};
-use crate::model::{CUSTOM_PERSONA, MetadataPatch, Persona, PersonaKey, SessionName, Status};
-use crate::process::Liveness;
+use crate::http::wire::SessionJson;
+use crate::model::{CUSTOM_PERSONA, MetadataPatch, Persona, PersonaKey, SessionName};
 use crate::store::StoreError;
 
 #[derive(Debug, Deserialize)]
@@ -124,53 +124,25 @@ fn resolve_persona(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    status: Option<String>,
-    process: Option<String>,
-    idle_for: Option<String>,
-}
-
-impl ListQuery {
-    fn filter(self) -> Result<Filter, ApiError> {
-        let bad = |detail: &str| ApiError::BadFilter(detail.to_owned());
-        let status = match self.status.as_deref() {
-            None => None,
-            Some(raw) => Some(
-                Status::parse(raw)
-                    .ok_or_else(|| bad("status must be one of 'idle', 'active' or 'suspended'"))?,
-            ),
-        };
-        let process = match self.process.as_deref() {
-            None => None,
-            Some(raw) => Some(Liveness::parse(raw).ok_or_else(|| {
-                bad("process must be one of 'none', 'alive', 'gone' or 'unknown'")
-            })?),
-        };
-        let idle_for = match self.idle_for.as_deref() {
-            None => None,
-            Some(raw) => Some(
-                crate::config::parse_duration(raw)
-                    .map_err(|e| bad(&format!("idle_for: {e}")))?
-                    .as_secs(),
-            ),
-        };
-        Ok(Filter {
-            status,
-            process,
-            idle_for,
-        })
-    }
-}
-
+/// The list, or with `limit` or `after` one page of it (see [`listing`]).
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadFilter(e.body_text()))?;
-    let body = state.lists.list_json(&state.store, query.filter()?);
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let filter = query.filter()?;
+    let Some(paging) = query.paging()? else {
+        let body = state.lists.list_json(&state.store, &filter);
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    };
+    let (sessions, next) = listing::page(&state.store, &filter, &paging);
+    let mut response = Json(sessions).into_response();
+    if let Some(last) = next {
+        response
+            .headers_mut()
+            .insert(header::LINK, query.next_link(&last));
+    }
+    Ok(response)
 }
 
 pub async fn get(
@@ -231,4 +203,22 @@ pub async fn replace_persona(
         .map_err(|e| ApiError::invalid_body(format!("invalid persona: {e}")))?;
     let (stored, entry) = state.store.replace_persona(name, persona, if_match).await?;
     Ok(tagged(entry.version, stored))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameBody {
+    to: SessionName,
+}
+
+/// Renames a session that has never had a conversation and runs no process (409
+/// `not-renamable` otherwise, with the reasons and the title to set instead).
+pub async fn rename(
+    State(state): State<AppState>,
+    Named(name): SessionPath,
+    IfMatchHeader(if_match): IfMatchHeader,
+    Json(body): Json<RenameBody>,
+) -> Result<Response, ApiError> {
+    let entry = state.store.rename(name, body.to, if_match).await?;
+    Ok(tagged(entry.version, SessionJson::new(&state.store, entry)))
 }

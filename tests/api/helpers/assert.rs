@@ -14,13 +14,35 @@ pub fn problem_type(slug: &str) -> String {
 
 /// The error table's slugs by status: the problems an answer with that status may be.
 const SLUGS_BY_STATUS: [(u16, &[&str]); 14] = [
-    (400, &["bad-request", "invalid-name", "malformed-json"]),
+    (
+        400,
+        &[
+            "bad-request",
+            "invalid-name",
+            "invalid-archive-id",
+            "malformed-json",
+        ],
+    ),
     (401, &["unauthorized"]),
     (403, &["forbidden-origin"]),
-    (404, &["not-found"]),
+    (
+        404,
+        &["not-found", "no-current-conversation", "transcript-missing"],
+    ),
     (405, &["method-not-allowed"]),
     (408, &["request-timeout"]),
-    (409, &["exists", "status-conflict", "corrupt-entry"]),
+    (
+        409,
+        &[
+            "exists",
+            "status-conflict",
+            "corrupt-entry",
+            "transcript-refused",
+            "conversation-bound",
+            "process-alive",
+            "not-renamable",
+        ],
+    ),
     (413, &["payload-too-large"]),
     (415, &["unsupported-media-type"]),
     (421, &["misdirected-request"]),
