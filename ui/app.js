@@ -253,28 +253,32 @@ function dispatch(type, text) {
   }
 }
 
-/** Applies one event to the copy of the sessions; false for a type it does not know. */
+/** Applies one event to the copy of the sessions; false when it changed nothing shown. */
 function apply(type, data) {
   switch (type) {
-    case 'session.created':
-    case 'session.updated':
-    case 'persona.updated':
-      if (data.session) state.sessions.set(data.session.name, data.session);
-      if (data.name === state.selected) refreshPanel(type === 'persona.updated');
-      break;
     case 'session.switched':
       state.current = data.active ?? null;
-      break;
+      return true;
     case 'session.archived':
     case 'session.removed':
+    case 'session.renamed': // the new name comes as session.created
       state.sessions.delete(data.name);
       if (data.name === state.selected) closePanel();
       if (type === 'session.archived') loadArchive();
-      break;
-    default:
+      if (type === 'session.renamed' && data.name === state.current) reload().catch(() => {});
+      return true;
+    case 'archive.removed':
+      loadArchive();
       return false;
+    default:
+      // session.created, .updated, .restored, .process_gone, .budget_exhausted,
+      // persona.updated, and any later type that carries the session.
+      if (!data.session || typeof data.session.name !== 'string') return false;
+      state.sessions.set(data.session.name, data.session);
+      if (data.session.name === state.selected) refreshPanel(type === 'persona.updated');
+      if (type === 'session.restored') loadArchive();
+      return true;
   }
-  return true;
 }
 
 // ---- Loading
@@ -619,7 +623,7 @@ async function loadArchive() {
 }
 
 function archived(entry) {
-  return h('li', null,
+  return h('li', { 'data-name': String(entry.name) },
     h('strong', { text: String(entry.name) }), ' ',
     h('span', { class: 'muted small', text: `archived ${when(entry.archived)}, ${bytes(entry.size_bytes)}` }),
     entry.problem ? h('div', { class: 'error small', text: String(entry.problem) }) : null,
