@@ -245,8 +245,9 @@ fn skip(why: &str) {
 
 /// The page in headless Chromium against the real binary with a token: it asks for
 /// the token, shows the sessions, switches one by a click, shows a session created
-/// over HTTP within a second without reloading, shows a title that is HTML as text,
-/// saves a title or shows why not, archives a session, and fits a phone. Screenshots of both widths go to `target/ui-screenshots/`.
+/// over HTTP within a second without reloading, shows a title and a transcript message
+/// that are HTML as text, saves a title and tags, archives a session and restores it,
+/// and fits a phone. Screenshots of both widths go to `target/ui-screenshots/`.
 #[test]
 fn the_page_works_in_headless_chromium() {
     if Command::new("python3").arg("--version").output().is_err() {
@@ -273,8 +274,13 @@ fn the_page_works_in_headless_chromium() {
         metadata["tags"] = tags;
         write_python_session(&sessions, name, &metadata);
     }
+    // Where the script writes a transcript as the Claude Code CLI would.
+    let claude = dirs.root.path().join("claude");
     let mut command = binary_command(&sessions, &dirs.personas());
-    command.env("SESSION_MANAGER_TOKEN", TOKEN);
+    command
+        .env("SESSION_MANAGER_TOKEN", TOKEN)
+        .arg("--claude-config-dir")
+        .arg(&claude);
     let server = BinaryServer::start(&mut command);
 
     let mut script = Command::new("python3");
@@ -282,6 +288,7 @@ fn the_page_works_in_headless_chromium() {
         .arg(BROWSER_TEST)
         .env("BASE_URL", server.url(""))
         .env("TOKEN", TOKEN)
+        .env("CLAUDE_CONFIG_DIR", &claude)
         .env("SCREENSHOTS", screenshot_dir());
     let (status, stdout, stderr) = binary_run(&mut script, Duration::from_secs(120));
     println!("{stdout}");

@@ -8,8 +8,9 @@ through the API and the page. Python's standard library only: Chromium speaks th
 (`--remote-debugging-pipe`: fd 3 in, fd 4 out, NUL-separated JSON), so no WebDriver,
 no websocket client, nothing from PyPI.
 
-Environment: BASE_URL (http://127.0.0.1:PORT), TOKEN, SCREENSHOTS (a directory),
-CHROMIUM (optional: the browser to run). Exit status: 0 passed, 1 failed, 77 skipped
+Environment: BASE_URL (http://127.0.0.1:PORT), TOKEN, CLAUDE_CONFIG_DIR (the service's
+--claude-config-dir, where a transcript is written as the CLI writes it), SCREENSHOTS
+(a directory), CHROMIUM (optional: the browser to run). Exit status: 0 passed, 1 failed, 77 skipped
 (no Chromium here), with the reason on stdout.
 """
 
@@ -17,6 +18,7 @@ import base64
 import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -32,6 +34,7 @@ TOKEN = os.environ["TOKEN"]
 SHOTS = os.environ["SCREENSHOTS"]
 HOSTILE_TITLE = "<img src=x onerror=alert(1)>"
 HOSTILE_PERSONA = "<script>alert(2)</script>"
+HOSTILE_MESSAGE = "Done. <img src=y onerror=alert(3)> is what the page showed."
 SKIPPED = 77
 
 
@@ -297,7 +300,28 @@ def set_up_sessions():
             "usage": {"input_tokens": 1200, "output_tokens": 800}})
         must("PATCH", f"/sessions/{name}", {"budget_usd": budget})
     must("PUT", "/sessions/active", {"name": "homelab"})
+    write_transcript(must("GET", "/sessions/homelab")["dir"], conversation)
     return conversation
+
+
+def write_transcript(session_dir, conversation):
+    """Two messages of homelab's conversation, where the CLI keeps them."""
+    slug = re.sub("[^A-Za-z0-9]", "-", session_dir)
+    folder = os.path.join(os.environ["CLAUDE_CONFIG_DIR"], "projects", slug)
+    os.makedirs(folder, exist_ok=True)
+    lines = [
+        {"type": "user", "uuid": "u1", "timestamp": "2026-11-24T21:22:16.000Z",
+         "sessionId": conversation,
+         "message": {"role": "user", "content": "Which containers are unhealthy?"}},
+        {"type": "assistant", "uuid": "a1", "timestamp": "2026-11-24T21:22:19.000Z",
+         "sessionId": conversation,
+         "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                     "content": [{"type": "text", "text": HOSTILE_MESSAGE},
+                                 {"type": "tool_use", "id": "t1", "name": "Bash",
+                                  "input": {"command": "docker ps"}}]}},
+    ]
+    with open(os.path.join(folder, f"{conversation}.jsonl"), "w") as f:
+        f.writelines(json.dumps(line) + "\n" for line in lines)
 
 
 def scenario(page):
@@ -358,24 +382,32 @@ def scenario(page):
     if "--resume" not in launch or conversation not in launch or not launch.startswith("cd "):
         raise Failure(f"launch line {launch!r}")
     page.wait(f"({text_of('#p-conversations')} || '').includes('{conversation}')", "the conversation")
-    page.wait(text_of("#p-transcript"), "the transcript, or why not")
-    log(f"panel: launch {launch[:80]!r}…; transcript: {page.eval(text_of('#p-transcript'))!r}")
+    page.wait(f"document.querySelectorAll('#p-transcript li').length === 2", "the transcript")
+    said = page.eval("[...document.querySelectorAll('#p-transcript pre')].map(p => p.textContent)")
+    if said != ["Which containers are unhealthy?", HOSTILE_MESSAGE]:
+        raise Failure(f"the transcript shows {said!r}")
+    log(f"panel: launch {launch[:60]!r}…; transcript {said!r}")
     page.eval("window.scrollTo(0, 0)")
     page.screenshot("desktop.png")
     page.color_scheme("dark")
     page.screenshot("desktop-dark.png")
     page.color_scheme("light")
 
-    # A title: saved where the service takes titles, or its answer shown where not yet.
+    # A title and tags, saved from the panel and shown in the table.
     page.type("#p-title-value", "DNS resolver rework")
     page.click("#p-title button")
-    said, _ = page.wait(text_of("#p-message"), "the title saved, or why not")
-    log(f"title: {said!r}")
-    if said.startswith("Saved"):
-        page.wait(f"{text_of(row('homelab') + ' td.title')} === 'DNS resolver rework'",
-                  "the new title in the table")
+    page.wait(f"{text_of(row('homelab') + ' td.title')} === 'DNS resolver rework'",
+              "the new title in the table")
+    page.type("#p-tags-value", "dns, homelab")
+    page.click("#p-tags button")
+    page.wait(f"[...document.querySelectorAll('{row('homelab')} .chip')].map(c => c.textContent)"
+              ".join() === 'dns,homelab'", "the new tags in the table")
+    stored = must("GET", "/sessions/homelab")
+    if stored.get("title") != "DNS resolver rework" or stored.get("tags") != ["dns", "homelab"]:
+        raise Failure(f"the title and tags stored: {stored.get('title')!r} {stored.get('tags')!r}")
 
-    # Archiving asks twice, then the session leaves the table.
+    # Archiving asks twice, then the session leaves the table for the archive, and
+    # comes back from it.
     page.click(f"{row('fresh')} button.open")
     page.wait(text_of("#p-name") + " === 'fresh'", "fresh's panel")
     page.click("#p-archive")
@@ -383,6 +415,12 @@ def scenario(page):
     page.wait(f"!document.querySelector('{row('fresh')}')", "fresh archived")
     if api("GET", "/sessions/fresh")[0] != 404:
         raise Failure("the page's archive did not delete the session")
+    restore = '#archive-list li[data-name="fresh"] button'
+    page.wait(f"!!document.querySelector('{restore}')", "fresh in the archive")
+    page.click(restore)
+    page.wait(f"!!document.querySelector('{row('fresh')}')", "fresh restored")
+    page.wait(f"!document.querySelector('{restore}')", "fresh gone from the archive")
+    must("GET", "/sessions/fresh")
 
     # The hostile persona name, as text in the panel.
     page.click(f"{row('review')} button.open")
