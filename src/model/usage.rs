@@ -6,7 +6,7 @@
 //! answer) counts once, for as long as its id is among the last
 //! [`RECENT_RESULTS`] counted.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::metadata::Metadata;
@@ -78,16 +78,36 @@ pub struct Usage {
     pub extra: Map<String, Value>,
 }
 
+/// Why a count was refused; it names no part of the value.
+pub const COUNT_RULE: &str = "must be a whole number, 0 or more";
+
+/// A count of a `result` message: an integer as JSON Schema has it, so `10.0` is 10
+/// (as a `pid` or a persona's `max_turns` is read), over the whole `u64` range.
+fn count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    // 2^64, exactly: an integral float below it fits in a u64.
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
+    let value = Value::deserialize(deserializer)?;
+    value
+        .as_u64()
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..LIMIT).contains(f))
+                .map(|f| f as u64)
+        })
+        .ok_or_else(|| serde::de::Error::custom(COUNT_RULE))
+}
+
 /// The token counts of a `result` message.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct TokenCounts {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub input_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub output_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub cache_read_input_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub cache_creation_input_tokens: u64,
 }
 
@@ -98,7 +118,7 @@ pub struct ResultMessage {
     #[serde(rename = "type")]
     pub kind: String,
     pub uuid: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub num_turns: u64,
     #[serde(default)]
     pub total_cost_usd: Dollars,
