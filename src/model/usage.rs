@@ -24,7 +24,12 @@ pub struct Dollars(u64);
 impl Dollars {
     const PER_DOLLAR: f64 = 1e9;
 
-    /// A finite, non-negative amount; `None` otherwise.
+    /// The most an amount may be: the most [`from_f64`](Self::from_f64) gives, 2^64 - 2048
+    /// nano-dollars (written 18446744073.70955). A total saturates here rather than at
+    /// `u64::MAX`, which is written as a number of dollars that would not be read back.
+    pub const MAX: Self = Self(u64::MAX - 2047);
+
+    /// A finite, non-negative amount, at most [`MAX`](Self::MAX); `None` otherwise.
     pub fn from_f64(dollars: f64) -> Option<Self> {
         (dollars.is_finite() && dollars >= 0.0 && dollars * Self::PER_DOLLAR < u64::MAX as f64)
             .then(|| Self((dollars * Self::PER_DOLLAR).round() as u64))
@@ -34,8 +39,9 @@ impl Dollars {
         self.0 as f64 / Self::PER_DOLLAR
     }
 
+    /// The sum, or [`MAX`](Self::MAX) if it would be more.
     pub fn saturating_add(self, other: Self) -> Self {
-        Self(self.0.saturating_add(other.0))
+        Self(self.0.saturating_add(other.0).min(Self::MAX.0))
     }
 
     pub fn is_zero(self) -> bool {
@@ -302,5 +308,20 @@ mod dollars {
             "0.3"
         );
         assert!(Dollars::from_f64(-1.0).is_none() && Dollars::from_f64(f64::NAN).is_none());
+    }
+
+    #[test]
+    fn the_most_an_amount_may_be_is_read_back_as_written() {
+        let most = Dollars::from_f64(18_446_744_073.709_55).unwrap();
+        assert_eq!(most, Dollars::MAX);
+        assert_eq!(
+            Dollars::from_f64(f64::from_bits(most.as_f64().to_bits() + 1)),
+            None
+        );
+        let written = serde_json::to_string(&Dollars::MAX).unwrap();
+        assert_eq!(written, "18446744073.70955");
+        let read: Dollars = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, Dollars::MAX);
+        assert_eq!(Dollars::MAX.saturating_add(Dollars::MAX), Dollars::MAX);
     }
 }

@@ -97,6 +97,39 @@ async fn usage_messages_that_are_not_results_are_refused() {
     assert_eq!(app.metadata_on_disk("bot").get("usage"), None);
 }
 
+/// The most a total holds is the most an amount may be (`Dollars` in the contract), so
+/// a total that saturates is written as an amount the service reads back: the session
+/// is still served after a restart.
+#[tokio::test]
+async fn a_cost_total_that_saturates_is_still_an_amount_and_still_read_back() {
+    const MOST: f64 = 18_446_744_073.709_55;
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("bot").await;
+    for uuid in ["r-1", "r-2"] {
+        let answer = assert_json(
+            post_usage(&app, "bot", &result(uuid, MOST)).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(
+            answer["session"]["usage"]["cost_usd"],
+            json!(MOST),
+            "{uuid}"
+        );
+    }
+    // More than the most is refused, as before.
+    let response = post_usage(&app, "bot", &result("r-3", 18_446_744_073.709_553)).await;
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body").await;
+    app.stop().await;
+
+    let app = TestApp::spawn(&dirs).await;
+    let session = app.session("bot").await;
+    assert_eq!(session["usage"]["cost_usd"], json!(MOST));
+    assert_eq!(session["usage"]["results"], json!(2));
+    app.stop().await;
+}
+
 /// A count is an integer as JSON Schema (and the contract) has it: `10.0` is 10, as a
 /// `pid` or a persona's `max_turns` written so is; `10.5` is no count.
 #[tokio::test]
