@@ -12,14 +12,18 @@ use crate::http::state::AppState;
 use crate::launch::LaunchConfig;
 use crate::personas::Personas;
 use crate::store::{Options, Store, StoreError};
+use crate::transcript::Transcripts;
 
 #[derive(Debug, Parser)]
-#[command(name = "session-manager", version, about)]
+#[command(name = "session-manager", version, about, after_help = crate::client::EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub config: Config,
+    /// Client commands: print the API's JSON instead of a table or a sentence.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,6 +32,10 @@ pub enum Command {
     Serve,
     /// Probe a running instance's /healthz on --listen; exit 0 when it answers 200.
     Healthcheck,
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,6 +121,17 @@ pub struct Config {
     #[arg(long, env = "SESSION_MANAGER_MAX_LIVE", global = true)]
     pub max_live: Option<std::num::NonZeroUsize>,
 
+    /// Purge archived (deleted) sessions archived more than this many days ago, at start
+    /// and then daily, each logged; one whose process is alive is kept [default: keep
+    /// them forever].
+    #[arg(
+        long,
+        env = "SESSION_MANAGER_ARCHIVE_KEEP_DAYS",
+        value_parser = clap::value_parser!(u32).range(1..=36_500),
+        global = true
+    )]
+    pub archive_keep_days: Option<u32>,
+
     /// Whether recorded processes are checked in /proc: `off` when the bot runs in
     /// another PID namespace (another container), where its pids mean nothing here;
     /// every process is then `unknown`.
@@ -124,6 +143,11 @@ pub struct Config {
         global = true
     )]
     pub process_check: Switch,
+
+    /// The Claude Code CLI's config directory, where it keeps the sessions' transcripts
+    /// (`projects/`), read only [default: $CLAUDE_CONFIG_DIR, or ~/.claude]
+    #[arg(long, env = "SESSION_MANAGER_CLAUDE_CONFIG_DIR", global = true)]
+    pub claude_config_dir: Option<PathBuf>,
 
     /// Log format on stderr.
     #[arg(
@@ -170,6 +194,17 @@ impl Config {
 
     pub fn personas_dir(&self) -> Result<PathBuf, ConfigError> {
         resolve_dir(&self.personas_dir, "telegram/personas", "--personas-dir")
+    }
+
+    /// The Claude Code CLI's config directory: the flag, else the CLI's own
+    /// `CLAUDE_CONFIG_DIR`, else `~/.claude`; `None` when none is given and HOME is not
+    /// set (the transcripts are then not served, and the rest is).
+    pub fn claude_config_dir(&self) -> Option<PathBuf> {
+        claude_config_dir(
+            self.claude_config_dir.clone(),
+            std::env::var_os("CLAUDE_CONFIG_DIR"),
+            std::env::var_os("HOME"),
+        )
     }
 
     /// The bearer token, if one is configured: the environment variable wins over the file.
@@ -221,6 +256,17 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         return Err("the duration must be more than zero".to_owned());
     }
     Ok(duration)
+}
+
+/// [`Config::claude_config_dir`], from the values of the flag and the environment.
+fn claude_config_dir(
+    flag: Option<PathBuf>,
+    claude_env: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let given = |v: &std::ffi::OsString| !v.is_empty();
+    flag.or_else(|| claude_env.filter(given).map(PathBuf::from))
+        .or_else(|| home.filter(given).map(|h| PathBuf::from(h).join(".claude")))
 }
 
 fn read_token_file(path: &Path) -> Result<String, ConfigError> {
@@ -278,7 +324,7 @@ pub fn build(config: &Config) -> Result<AppState, StartError> {
         dir: personas_dir,
         source,
     })?;
-    Ok(AppState::new(
+    let state = AppState::new(
         store,
         personas,
         Auth::new(token.as_deref()),
@@ -287,5 +333,35 @@ pub fn build(config: &Config) -> Result<AppState, StartError> {
             claude_bin: config.claude_bin.clone(),
             max_live: config.max_live.map(|n| n.get()),
         },
-    ))
+        Transcripts::new(config.claude_config_dir()),
+    );
+    Ok(AppState {
+        archive_keep: config
+            .archive_keep_days
+            .map(|days| std::time::Duration::from_secs(u64::from(days) * 24 * 60 * 60)),
+        ..state
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_claude_config_dir_is_the_flag_then_the_clis_variable_then_home() {
+        let some = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            claude_config_dir(Some("/flag".into()), some("/env"), some("/home/op")),
+            Some(PathBuf::from("/flag"))
+        );
+        assert_eq!(
+            claude_config_dir(None, some("/env"), some("/home/op")),
+            Some(PathBuf::from("/env"))
+        );
+        assert_eq!(
+            claude_config_dir(None, some(""), some("/home/op")),
+            Some(PathBuf::from("/home/op/.claude"))
+        );
+        assert_eq!(claude_config_dir(None, None, some("")), None);
+    }
 }

@@ -9,7 +9,10 @@
 //! starts a new conversation from an old one; `--system-prompt` replaces the built-in
 //! prompt and `--append-system-prompt` adds to it; `--max-turns` and `--max-budget-usd`
 //! apply in print mode (`-p`) only, where `--output-format stream-json` (which needs
-//! `--verbose` there) prints the `init` and `result` messages the bot reports back.
+//! `--verbose` there) prints the `init` and `result` messages the bot reports back, and
+//! `--input-format stream-json` makes each line of stdin a prompt answered as it comes
+//! (without it, all of stdin is one prompt, answered only at its end, so a process that
+//! stays alive between prompts could never answer one).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -140,7 +143,17 @@ impl Launch<'_> {
             }
         };
         if self.print {
-            argv.extend(["-p", "--output-format", "stream-json", "--verbose"].map(str::to_owned));
+            argv.extend(
+                [
+                    "-p",
+                    "--input-format",
+                    "stream-json",
+                    "--output-format",
+                    "stream-json",
+                    "--verbose",
+                ]
+                .map(str::to_owned),
+            );
             argv.extend([
                 "--max-turns".to_owned(),
                 self.persona.settings.max_turns.to_string(),
@@ -223,6 +236,8 @@ mod tests {
             };
             let print_tail = [
                 "-p",
+                "--input-format",
+                "stream-json",
                 "--output-format",
                 "stream-json",
                 "--verbose",
@@ -346,6 +361,8 @@ mod tests {
             "--resume",
             OLD,
             "-p",
+            "--input-format",
+            "stream-json",
             "--output-format",
             "stream-json",
             "--verbose",

@@ -7,11 +7,15 @@
 //!   tests alike. May use everything.
 //! - [`http`]: the router, its layers and `serve`; handlers, errors as problem answers,
 //!   access control, the session's wire format, the change feed. Uses `store`,
-//!   `personas`, `model`, `metrics`, `limits`.
+//!   `personas`, `transcript`, `model`, `metrics`, `limits`.
 //! - [`personas`]: the shipped library, first-start seeding, the loaded library. Uses
 //!   `store` (its durable file operations), `model`.
+//! - [`transcript`]: the Claude Code CLI's transcripts of a session's conversations,
+//!   found under its config dir and read from the end, never written. Uses `store`'s
+//!   `fsio` (its guarded reads), `model`.
 //! - [`store`]: the sessions directory: durable writes, the lock, recovery, the index,
-//!   the change events. Uses `model`, `metrics`, `limits`; knows nothing of HTTP.
+//!   the change events, the archive of deleted sessions. Uses `model`, `metrics`,
+//!   `limits`, `process`; knows nothing of HTTP.
 //! - [`metrics`]: the Prometheus registry. Uses `model`.
 //! - [`launch`]: the launch spec, persona settings turned into the CLI's command line.
 //!   Uses `model`; no I/O.
@@ -20,8 +24,11 @@
 //!   leaf every layer may read.
 //! - [`process`]: whether a recorded process is still the one recorded, from `/proc`.
 //!   Uses `model`.
+//! - [`client`]: the command-line client (`ls`, `new`, `switch`, …): speaks only the
+//!   public HTTP API; uses nothing else of the crate.
 //! - [`healthcheck`]: the client behind `session-manager healthcheck`; a leaf.
 
+pub mod client;
 pub mod config;
 pub mod healthcheck;
 pub mod http;
@@ -32,3 +39,4 @@ pub mod model;
 pub mod personas;
 pub mod process;
 pub mod store;
+pub mod transcript;

@@ -36,6 +36,23 @@ pub const FEED_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// before it is closed (its client reads nothing).
 pub const FEED_END_GRACE: Duration = Duration::from_secs(1);
 
+/// How deep the size of an archived session is counted: directories nested this many
+/// levels, the session's own directory being the first. A deeper tree is listed with
+/// `size_complete: false`.
+pub const ARCHIVE_SIZE_DEPTH: usize = 64;
+/// How many entries of an archived session are looked at to count its size; past
+/// them, `size_complete` is false. Keeps a listing's cost bounded whatever a session's
+/// process left in its directory.
+pub const ARCHIVE_SIZE_ENTRIES: u64 = 100_000;
+/// How deep an archived session may be nested for a hard delete or a purge to remove
+/// it (the walk holds one directory at a time, so the bound is about time, not files).
+pub const ARCHIVE_REMOVE_DEPTH: usize = 1024;
+/// How often archived sessions older than `--archive-keep-days` are purged (and once
+/// at start).
+pub const ARCHIVE_PURGE_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
+/// The largest `limit` of a page of `GET /archive`.
+pub const ARCHIVE_PAGE_MAX: usize = 1000;
+
 /// Open files kept out of the connections' share: the standard streams, the listeners,
 /// the sessions directory and its lock, the runtime's own, and the metrics listener's
 /// connections ([`METRICS_MAX_CONNECTIONS`]).

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use session_manager::client::{ClientCommand, Endpoint};
 use session_manager::config::{self, Cli, Command, Config, LogFormat};
 use session_manager::http::app;
 use session_manager::limits::BLOCKING_GRACE;
@@ -29,6 +30,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Client(command) => client(&cli.config, command, cli.json),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(
+                shell,
+                &mut command,
+                "session-manager",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Serve => match run(cli.config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -37,6 +49,33 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// A client command against the instance at `--listen`, with the configured token.
+fn client(config: &Config, command: ClientCommand, json: bool) -> ExitCode {
+    let token = match config.token() {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("session-manager: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let endpoint = Endpoint {
+        addr: healthcheck::target(config.listen),
+        token,
+    };
+    match session_manager::client::run(&endpoint, command, json) {
+        Ok(output) => {
+            if !output.is_empty() {
+                println!("{output}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("session-manager: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 
@@ -67,6 +106,10 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(
             sessions_dir = %state.store.dir().display(),
             personas_dir = %state.personas.dir().display(),
+            claude_config_dir = %state
+                .transcripts
+                .config_dir()
+                .map_or("none (HOME is not set)".into(), |d| d.display().to_string()),
             auth = state.auth.enabled(),
             "listening on {}",
             listener.local_addr()?
@@ -176,8 +219,7 @@ impl Signals {
 /// before stays in service when that fails.
 async fn reload(personas: Arc<Personas>) {
     let reloaded = tokio::task::spawn_blocking(move || {
-        personas.reload()?;
-        let library = personas.library();
+        let library = personas.reload()?;
         Ok::<_, std::io::Error>((library.personas.len(), library.skipped.len()))
     })
     .await;

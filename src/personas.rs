@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
 
@@ -35,6 +35,10 @@ pub struct Library {
 pub struct Personas {
     dir: PathBuf,
     library: RwLock<Arc<Library>>,
+    /// Held through a whole reload (SIGHUP and `POST /personas/reload` may come at
+    /// once), so each reload starts from the library the one before it made: the
+    /// previous version it keeps of a broken file is the latest good one.
+    reloading: Mutex<()>,
 }
 
 impl Personas {
@@ -45,6 +49,7 @@ impl Personas {
         let personas = Self {
             dir: dir.to_path_buf(),
             library: RwLock::default(),
+            reloading: Mutex::default(),
         };
         personas.reload()?;
         Ok(personas)
@@ -52,12 +57,14 @@ impl Personas {
 
     /// Reads the library from disk again and swaps it in whole. A persona whose file
     /// fails now but loaded before keeps its previous version (and the failure is
-    /// reported), so a typo in an edited file never takes a persona away.
-    pub fn reload(&self) -> io::Result<()> {
+    /// reported), so a typo in an edited file never takes a persona away. Returns the
+    /// library now served; on `Err`, the one served before stays.
+    pub fn reload(&self) -> io::Result<Arc<Library>> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let previous = self.library();
         let library = Arc::new(load(&self.dir, &previous)?);
-        *self.library.write().unwrap_or_else(|e| e.into_inner()) = library;
-        Ok(())
+        *self.library.write().unwrap_or_else(|e| e.into_inner()) = library.clone();
+        Ok(library)
     }
 
     pub fn library(&self) -> Arc<Library> {

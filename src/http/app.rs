@@ -30,8 +30,8 @@ use super::routes::{self, Access};
 use super::security;
 use super::state::AppState;
 use crate::limits::{
-    BODY_LIMIT, FEED_END_GRACE, HEADER_READ_TIMEOUT, PROCESS_CHECK_PERIOD, REQUEST_TIMEOUT,
-    SHUTDOWN_GRACE, max_connections, open_files_limit,
+    ARCHIVE_PURGE_PERIOD, BODY_LIMIT, FEED_END_GRACE, HEADER_READ_TIMEOUT, PROCESS_CHECK_PERIOD,
+    REQUEST_TIMEOUT, SHUTDOWN_GRACE, max_connections, open_files_limit,
 };
 use crate::metrics::metrics;
 
@@ -254,6 +254,9 @@ pub async fn serve(
             }
         }
     });
+    let purger = state
+        .archive_keep
+        .map(|keep| tokio::spawn(purge_archive(state.store.clone(), keep)));
     let feed = state.feed.clone();
     let pump = tokio::spawn(feed.clone().run());
     let closing = feed.clone();
@@ -263,11 +266,30 @@ pub async fn serve(
     };
     let served = serve_router(listener, router(state), cap, shutdown).await;
     watcher.abort();
+    if let Some(purger) = purger {
+        purger.abort();
+    }
     feed.close();
     if let Err(e) = pump.await {
         tracing::error!(error = %e, "the change feed's task failed");
     }
     served
+}
+
+/// Purges archived sessions older than `keep` now and every [`ARCHIVE_PURGE_PERIOD`]
+/// (`--archive-keep-days`); each purged one is logged by the store.
+async fn purge_archive(store: crate::store::Store, keep: Duration) {
+    let mut every = tokio::time::interval(ARCHIVE_PURGE_PERIOD);
+    loop {
+        every.tick().await;
+        match store.purge_archive(keep).await {
+            Ok(purged) if !purged.is_empty() => {
+                tracing::info!(purged = purged.len(), "archive purged");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the archive could not be purged"),
+        }
+    }
 }
 
 /// [`serve`] for any router (the API's, or the metrics listener's), with at most

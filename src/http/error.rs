@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::limits::BODY_LIMIT;
-use crate::model::{NameError, StrictError};
+use crate::model::{ArchiveIdError, NameError, StrictError};
 use crate::store::StoreError;
+use crate::transcript::TranscriptError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -22,6 +23,9 @@ pub enum ApiError {
     /// A name or key in the path breaks the naming rules.
     #[error("{0}")]
     BadName(NameError),
+    /// An archive id in the path is not one (`<session name>.<UTC timestamp>`).
+    #[error("{0}")]
+    BadArchiveId(ArchiveIdError),
     #[error("{0}")]
     MalformedJson(String),
     #[error("{0}")]
@@ -51,6 +55,19 @@ pub enum ApiError {
     /// Resume or fork asked of a session without a conversation.
     #[error("{0}")]
     NoConversation(String),
+    /// A transcript asked of a session without a conversation.
+    #[error("{0}")]
+    NoCurrentConversation(String),
+    /// The conversation's transcript file is not there.
+    #[error("{0}")]
+    TranscriptMissing(String),
+    /// The transcript's path holds something that is not read (a symlink, a FIFO, ...).
+    #[error("{0}")]
+    TranscriptRefused(String),
+    /// A restore under another name asked of a session with a conversation, which
+    /// Claude Code could then not resume.
+    #[error("{0}")]
+    ConversationBound(String),
     #[error("{0}")]
     PreconditionFailed(String),
     /// More live sessions than `--max-live`; carries the live sessions, least recently
@@ -84,6 +101,11 @@ impl ApiError {
         match self {
             BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
             BadName(_) => (StatusCode::BAD_REQUEST, "invalid-name", "Invalid name"),
+            BadArchiveId(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-archive-id",
+                "Invalid archive id",
+            ),
             MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
             UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -117,6 +139,26 @@ impl ApiError {
             ProcessAlive(..) => (StatusCode::CONFLICT, "process-alive", "Process alive"),
             BudgetExhausted(_) => (StatusCode::CONFLICT, "budget-exhausted", "Budget exhausted"),
             NoConversation(_) => (StatusCode::CONFLICT, "no-conversation", "No conversation"),
+            NoCurrentConversation(_) => (
+                StatusCode::NOT_FOUND,
+                "no-current-conversation",
+                "No current conversation",
+            ),
+            TranscriptMissing(_) => (
+                StatusCode::NOT_FOUND,
+                "transcript-missing",
+                "Transcript missing",
+            ),
+            TranscriptRefused(_) => (
+                StatusCode::CONFLICT,
+                "transcript-refused",
+                "Transcript refused",
+            ),
+            ConversationBound(_) => (
+                StatusCode::CONFLICT,
+                "conversation-bound",
+                "Conversation bound to its directory",
+            ),
             PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",
@@ -231,7 +273,16 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            StoreError::NotFound(_) | StoreError::ArchiveNotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            StoreError::ArchiveCorrupt { ref id, .. } => ApiError::Corrupt(format!(
+                "{e}; it can only be removed (DELETE /archive/{id}), or repaired on disk"
+            )),
+            StoreError::ConversationBound { .. } => ApiError::ConversationBound(e.to_string()),
+            StoreError::ArchivedProcessAlive { pid, .. } => {
+                ApiError::ProcessAlive(e.to_string(), pid)
+            }
             StoreError::Exists(_) => ApiError::Exists(format!(
                 "{e}; delete it first (DELETE /sessions/{{name}}) or choose another name"
             )),
@@ -259,6 +310,19 @@ impl From<StoreError> for ApiError {
             | StoreError::Hung(_) => ApiError::Unavailable(e.to_string()),
             StoreError::Open { .. } | StoreError::Locked { .. } | StoreError::Internal(_) => {
                 ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<TranscriptError> for ApiError {
+    fn from(e: TranscriptError) -> Self {
+        match e {
+            TranscriptError::Missing(_) => ApiError::TranscriptMissing(e.to_string()),
+            TranscriptError::Refused { .. } => ApiError::TranscriptRefused(e.to_string()),
+            TranscriptError::NoConfigDir | TranscriptError::Io { .. } => {
+                tracing::warn!(error = %e, "a transcript cannot be read");
+                ApiError::Unavailable(e.to_string())
             }
         }
     }

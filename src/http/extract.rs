@@ -1,10 +1,12 @@
-//! Extractors whose rejections are our own problem answers: a JSON body, and a validated
-//! session name or persona key from the path. A name is checked here,
-//! before any handler, so no unchecked text ever reaches the store or a path.
+//! Extractors whose rejections are our own problem answers: a JSON body (required or
+//! optional), and a validated session name or persona key from the path. A name is
+//! checked here, before any handler, so no unchecked text ever reaches the store or a
+//! path.
 
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -45,6 +47,38 @@ where
         from_json_value(value)
             .map(Json)
             .map_err(ApiError::InvalidBody)
+    }
+}
+
+/// An optional JSON object body: none at all (an empty body, with or without a content
+/// type) is `None`; any other body is read as [`Json`] reads it, with its answers.
+#[derive(Debug, Clone, Default)]
+pub struct MaybeJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for MaybeJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        refuse_declared_excess(&req)?;
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+                    "the request body is larger than the limit of {BODY_LIMIT} bytes"
+                )),
+                _ => ApiError::BadRequest(rejection.body_text()),
+            })?;
+        if bytes.is_empty() {
+            return Ok(Self(None));
+        }
+        let req = Request::from_parts(parts, Body::from(bytes));
+        let Json(value) = Json::from_request(req, state).await?;
+        Ok(Self(Some(value)))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The application state every handler receives: cheap to clone, no lock in sight.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::feed::Feed;
 use super::security::{Auth, HostGuard};
@@ -9,6 +9,7 @@ use super::wire::ListCache;
 use crate::launch::LaunchConfig;
 use crate::personas::Personas;
 use crate::store::Store;
+use crate::transcript::Transcripts;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +24,10 @@ pub struct AppState {
     pub launch: Arc<LaunchConfig>,
     /// The change feed (`GET /events`); `serve` runs it and closes it.
     pub feed: Arc<Feed>,
+    /// Where the Claude Code CLI keeps the sessions' transcripts.
+    pub transcripts: Arc<Transcripts>,
+    /// How long archived sessions are kept (`--archive-keep-days`); `None`: for ever.
+    pub archive_keep: Option<Duration>,
     pub started: Instant,
 }
 
@@ -33,15 +38,18 @@ impl AppState {
         auth: Auth,
         guard: HostGuard,
         launch: LaunchConfig,
+        transcripts: Transcripts,
     ) -> Self {
         Self {
             launch: Arc::new(launch),
             feed: Arc::new(Feed::new(&store)),
+            transcripts: Arc::new(transcripts),
             store,
             personas: Arc::new(personas),
             auth: Arc::new(auth),
             guard: Arc::new(guard),
             lists: Arc::default(),
+            archive_keep: None,
             started: Instant::now(),
         }
     }

@@ -8,7 +8,6 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::metadata::Metadata;
 use super::time::Timestamp;
 
 /// How many conversations a session's history keeps (the most recent; the CLI keeps the
@@ -127,79 +126,10 @@ impl InitMessage {
     }
 }
 
-impl Metadata {
-    /// Makes `id` the session's conversation, recording it in the history when it is
-    /// new (forked from `parent`, which must be one of the session's conversations) and
-    /// ending the one it replaces. Returns whether anything changed; `Err` says why the
-    /// parent is refused.
-    pub fn set_conversation(
-        &mut self,
-        id: Option<ConversationId>,
-        parent: Option<ConversationId>,
-        model: Option<&str>,
-        now: Timestamp,
-    ) -> Result<bool, String> {
-        if let Some(parent) = parent
-            && !self.conversations.iter().any(|c| c.id == parent)
-        {
-            return Err(format!(
-                "parent: {parent} is not one of this session's conversations"
-            ));
-        }
-        if id == self.conversation {
-            // The conversation resumed: only a model the CLI reports for the first time.
-            let entry = id.and_then(|id| self.conversations.iter_mut().find(|c| c.id == id));
-            return Ok(match (entry, model) {
-                (Some(entry), Some(model)) if entry.model.as_deref() != Some(model) => {
-                    entry.model = Some(model.to_owned());
-                    true
-                }
-                _ => false,
-            });
-        }
-        if let Some(previous) = self.conversation {
-            let reason = match (id, parent) {
-                (None, _) => EndReason::Cleared,
-                (Some(_), Some(p)) if p == previous => EndReason::Forked,
-                _ => EndReason::Replaced,
-            };
-            if let Some(entry) = self.conversations.iter_mut().find(|c| c.id == previous) {
-                entry.ended = Some(Ended { at: now, reason });
-            }
-        }
-        self.conversation = id;
-        let Some(id) = id else {
-            return Ok(true);
-        };
-        match self.conversations.iter().position(|c| c.id == id) {
-            // An older conversation taken up again: it is the most recent one now.
-            Some(i) => {
-                let mut entry = self.conversations.remove(i);
-                entry.ended = None;
-                if let Some(model) = model {
-                    entry.model = Some(model.to_owned());
-                }
-                self.conversations.push(entry);
-            }
-            None => self.conversations.push(Conversation {
-                id,
-                started: now,
-                parent,
-                model: model.map(str::to_owned),
-                ended: None,
-                extra: Map::new(),
-            }),
-        }
-        let excess = self.conversations.len().saturating_sub(MAX_CONVERSATIONS);
-        self.conversations.drain(..excess);
-        Ok(true)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SessionName;
+    use crate::model::{Metadata, SessionName};
 
     const A: &str = "0b7b4a8e-9c41-4f4e-9a43-3f5d2f8a1c20";
     const B: &str = "1c8c5b9f-ad52-4a5f-8b54-4a6e3a9b2d31";

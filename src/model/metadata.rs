@@ -4,10 +4,10 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use super::conversation::{Conversation, ConversationId};
+use super::conversation::{Conversation, ConversationId, EndReason, Ended, MAX_CONVERSATIONS};
 use super::name::SessionName;
 use super::time::Timestamp;
-use super::usage::{Dollars, Usage};
+use super::usage::{Counted, Dollars, RECENT_RESULTS, ResultMessage, Usage};
 
 /// A session's process status (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,6 +92,140 @@ impl Metadata {
             last_report: None,
             extra: Map::new(),
         }
+    }
+}
+
+impl Metadata {
+    /// Makes `id` the session's conversation, recording it in the history when it is
+    /// new (forked from `parent`, which must be one of the session's conversations) and
+    /// ending the one it replaces. Returns whether anything changed; `Err` says why the
+    /// parent is refused.
+    pub fn set_conversation(
+        &mut self,
+        id: Option<ConversationId>,
+        parent: Option<ConversationId>,
+        model: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, String> {
+        if let Some(parent) = parent
+            && !self.conversations.iter().any(|c| c.id == parent)
+        {
+            return Err(format!(
+                "parent: {parent} is not one of this session's conversations"
+            ));
+        }
+        if id == self.conversation {
+            // The conversation resumed: only a model the CLI reports for the first time.
+            let entry = id.and_then(|id| self.conversations.iter_mut().find(|c| c.id == id));
+            return Ok(match (entry, model) {
+                (Some(entry), Some(model)) if entry.model.as_deref() != Some(model) => {
+                    entry.model = Some(model.to_owned());
+                    true
+                }
+                _ => false,
+            });
+        }
+        if let Some(previous) = self.conversation {
+            let reason = match (id, parent) {
+                (None, _) => EndReason::Cleared,
+                (Some(_), Some(p)) if p == previous => EndReason::Forked,
+                _ => EndReason::Replaced,
+            };
+            if let Some(entry) = self.conversations.iter_mut().find(|c| c.id == previous) {
+                entry.ended = Some(Ended { at: now, reason });
+            }
+        }
+        self.conversation = id;
+        let Some(id) = id else {
+            return Ok(true);
+        };
+        match self.conversations.iter().position(|c| c.id == id) {
+            // An older conversation taken up again: it is the most recent one now.
+            Some(i) => {
+                let mut entry = self.conversations.remove(i);
+                entry.ended = None;
+                if let Some(model) = model {
+                    entry.model = Some(model.to_owned());
+                }
+                self.conversations.push(entry);
+            }
+            None => self.conversations.push(Conversation {
+                id,
+                started: now,
+                parent,
+                model: model.map(str::to_owned),
+                ended: None,
+                extra: Map::new(),
+            }),
+        }
+        let excess = self.conversations.len().saturating_sub(MAX_CONVERSATIONS);
+        self.conversations.drain(..excess);
+        Ok(true)
+    }
+}
+
+impl Metadata {
+    /// Adds a result message of `run` (when known) to the totals, once per message id.
+    pub fn count_result(
+        &mut self,
+        result: &ResultMessage,
+        run: Option<&str>,
+        now: Timestamp,
+    ) -> Counted {
+        if self
+            .usage
+            .as_ref()
+            .is_some_and(|u| u.recent.contains(&result.uuid))
+        {
+            return Counted::Duplicate;
+        }
+        let was_exhausted = self.budget_exhausted();
+        let usage = self.usage.get_or_insert_with(|| Usage {
+            cost_usd: Dollars::default(),
+            turns: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_creation_tokens: 0,
+            results: 0,
+            updated: now,
+            recent: Vec::new(),
+            runs: Vec::new(),
+            extra: Map::new(),
+        });
+        let cost = match run {
+            Some(run) => usage.spent_since(run, result.total_cost_usd),
+            None => result.total_cost_usd,
+        };
+        usage.cost_usd = usage.cost_usd.saturating_add(cost);
+        usage.turns = usage.turns.saturating_add(result.num_turns);
+        let tokens = &result.usage;
+        usage.input_tokens = usage.input_tokens.saturating_add(tokens.input_tokens);
+        usage.output_tokens = usage.output_tokens.saturating_add(tokens.output_tokens);
+        usage.cache_read_tokens = usage
+            .cache_read_tokens
+            .saturating_add(tokens.cache_read_input_tokens);
+        usage.cache_creation_tokens = usage
+            .cache_creation_tokens
+            .saturating_add(tokens.cache_creation_input_tokens);
+        usage.results += 1;
+        usage.updated = now;
+        usage.recent.push(result.uuid.clone());
+        let excess = usage.recent.len().saturating_sub(RECENT_RESULTS);
+        usage.recent.drain(..excess);
+        Counted::Added {
+            exhausted_now: !was_exhausted && self.budget_exhausted(),
+        }
+    }
+
+    /// Whether the session's spending has reached its budget (nothing spent yet is
+    /// nothing, which a budget of 0 has reached).
+    pub fn budget_exhausted(&self) -> bool {
+        let spent = self
+            .usage
+            .as_ref()
+            .map_or(Dollars::default(), |u| u.cost_usd);
+        self.budget_usd.is_some_and(|budget| spent >= budget)
     }
 }
 

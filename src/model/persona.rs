@@ -119,11 +119,18 @@ fn visible_text(text: &str) -> Result<(), validator::ValidationError> {
 /// The JSON Schema `pattern` (ECMA-262, and Python's `re`) a persona's text fields
 /// match: at least one character that is not invisible (see `INVISIBLE`).
 pub fn visible_text_pattern() -> String {
+    char_class(&INVISIBLE, true)
+}
+
+/// A regular-expression class of the inclusive `ranges` (`[^...]` when `negated`), with
+/// every character escaped (`\xhh`, `\uhhhh`) the way ECMA-262, Python's `re` and Rust's
+/// `regex` all read. Characters of the Basic Multilingual Plane only (four hex digits).
+pub(super) fn char_class(ranges: &[(char, char)], negated: bool) -> String {
     let escape = |c: char| match u32::from(c) {
         code @ 0..=0xff => format!("\\x{code:02x}"),
         code => format!("\\u{code:04x}"),
     };
-    let ranges: String = INVISIBLE
+    let ranges: String = ranges
         .iter()
         .map(|&(low, high)| {
             if low == high {
@@ -133,7 +140,7 @@ pub fn visible_text_pattern() -> String {
             }
         })
         .collect();
-    format!("[^{ranges}]")
+    format!("[{}{ranges}]", if negated { "^" } else { "" })
 }
 
 /// The integer a JSON number stands for, accepting `25.0` as JSON Schema does (an

@@ -12,6 +12,10 @@ pub const PYTHON_YEARS: RangeInclusive<i32> = 1..=9999;
 /// Why a stored timestamp was refused; it names no part of the value.
 pub const TIMESTAMP_RULE: &str = "must be an ISO-8601 timestamp with a year from 1 to 9999";
 
+/// The compact form of a timestamp in file names, and its length.
+const COMPACT_FORMAT: &str = "%Y%m%dT%H%M%S%.6fZ";
+const COMPACT_LEN: usize = 23;
+
 /// An instant in UTC. Written as RFC 3339 with microseconds and `+00:00`; read from
 /// RFC 3339 with any offset, or from a naive ISO-8601 timestamp (taken as UTC), as
 /// Python's `datetime.now().isoformat()` writes it.
@@ -66,9 +70,28 @@ impl Timestamp {
         std::time::SystemTime::from(self.0)
     }
 
-    /// A compact form for file names (archive entries).
+    /// A compact form for file names (archive entries): `20261124T212216.123456Z`.
     pub fn compact(self) -> String {
-        self.0.format("%Y%m%dT%H%M%S%.6fZ").to_string()
+        self.0.format(COMPACT_FORMAT).to_string()
+    }
+
+    /// Reads [`compact`](Self::compact)'s form, and only that form: exactly the text
+    /// `compact` would write for the instant it names.
+    pub fn from_compact(text: &str) -> Option<Self> {
+        let shape = text.len() == COMPACT_LEN
+            && text.bytes().enumerate().all(|(i, b)| match i {
+                8 => b == b'T',
+                15 => b == b'.',
+                22 => b == b'Z',
+                _ => b.is_ascii_digit(),
+            });
+        if !shape {
+            return None;
+        }
+        let at = NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%S%.fZ")
+            .ok()
+            .and_then(|naive| Self::checked(naive.and_utc()))?;
+        (at.compact() == text).then_some(at)
     }
 }
 
@@ -137,6 +160,30 @@ mod tests {
         assert!(Timestamp::from_micros(year_one).is_some());
         assert!(Timestamp::from_micros(year_one - 1).is_none());
         assert!(Timestamp::from_micros(253_402_300_800_000_000).is_none());
+    }
+
+    #[test]
+    fn the_compact_form_reads_back_and_nothing_else_does() {
+        let at = Timestamp::parse("2026-11-24T21:22:16.000042+00:00").unwrap();
+        assert_eq!(at.compact(), "20261124T212216.000042Z");
+        assert_eq!(Timestamp::from_compact(&at.compact()), Some(at));
+        for bad in [
+            "",
+            "20261124T212216.000042",
+            "20261124T212216.000042z",
+            "20261124T212216,000042Z",
+            "20261124 212216.000042Z",
+            "20261124T212216.0000420Z",
+            "2026112T212216.0000420Z",
+            "20261324T212216.000042Z",
+            "20261124T246016.000042Z",
+            "20261124T235960.000042Z",
+            "00001124T212216.000042Z",
+            "+0261124T212216.000042Z",
+            "2026-1124T212216.000042Z",
+        ] {
+            assert_eq!(Timestamp::from_compact(bad), None, "{bad}");
+        }
     }
 
     #[test]

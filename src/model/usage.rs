@@ -1,19 +1,24 @@
 //! What a session has cost: the totals of the CLI's `result` messages that the bot
 //! reports, each counted once, and the session's budget.
 //!
-//! A `result` message's `total_cost_usd` is that run's cost only; the totals are kept
-//! here. Each message has a `uuid`: a message posted twice (a bot retrying after a lost
-//! answer) counts once, for as long as its id is among the last
-//! [`RECENT_RESULTS`] counted.
+//! A `result` message's `total_cost_usd` is what the CLI process has spent so far: the
+//! cost of its one prompt when it answers one, a running total when it answers several
+//! (stream-json input). So a result posted with the id of its run (the process the
+//! launch spec that named the id started) adds only what that run spent since the last
+//! result counted of it, and one posted without a run id adds its whole cost. Each
+//! message has a `uuid`: a message posted twice (a bot retrying after a lost answer)
+//! counts once, for as long as its id is among the last [`RECENT_RESULTS`] counted.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use super::metadata::Metadata;
 use super::time::Timestamp;
 
 /// How many result ids a session remembers to count each message once.
 pub const RECENT_RESULTS: usize = 64;
+
+/// How many runs a session remembers the spending of.
+pub const RECENT_RUNS: usize = 16;
 
 /// An amount of US dollars, kept as a whole number of nano-dollars so that totals add up
 /// exactly whatever the order of the additions; written and read as a JSON number of
@@ -42,6 +47,10 @@ impl Dollars {
     /// The sum, or [`MAX`](Self::MAX) if it would be more.
     pub fn saturating_add(self, other: Self) -> Self {
         Self(self.0.saturating_add(other.0).min(Self::MAX.0))
+    }
+
+    pub fn saturating_sub(self, other: Self) -> Self {
+        Self(self.0.saturating_sub(other.0))
     }
 
     pub fn is_zero(self) -> bool {
@@ -80,8 +89,36 @@ pub struct Usage {
     /// The ids of the last result messages counted, oldest first.
     #[serde(default)]
     pub recent: Vec<String>,
+    /// What was counted of the last runs, least recently reported first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunSpending>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// The spending counted of one run: the most its results have restated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpending {
+    pub run: String,
+    pub cost_usd: Dollars,
+}
+
+impl Usage {
+    /// What a run that has spent `total` so far spent since it was last counted; `total`
+    /// is remembered as the run's, unless one of its later results was counted first.
+    pub(super) fn spent_since(&mut self, run: &str, total: Dollars) -> Dollars {
+        let counted = match self.runs.iter().position(|r| r.run == run) {
+            Some(i) => self.runs.remove(i).cost_usd,
+            None => Dollars::default(),
+        };
+        self.runs.push(RunSpending {
+            run: run.to_owned(),
+            cost_usd: counted.max(total),
+        });
+        let excess = self.runs.len().saturating_sub(RECENT_RUNS);
+        self.runs.drain(..excess);
+        total.saturating_sub(counted)
+    }
 }
 
 /// Why a count was refused; it names no part of the value.
@@ -159,65 +196,10 @@ pub enum Counted {
     Duplicate,
 }
 
-impl Metadata {
-    /// Adds a result message to the totals, once per message id.
-    pub fn count_result(&mut self, result: &ResultMessage, now: Timestamp) -> Counted {
-        if self
-            .usage
-            .as_ref()
-            .is_some_and(|u| u.recent.contains(&result.uuid))
-        {
-            return Counted::Duplicate;
-        }
-        let was_exhausted = self.budget_exhausted();
-        let usage = self.usage.get_or_insert_with(|| Usage {
-            cost_usd: Dollars::default(),
-            turns: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            cache_read_tokens: 0,
-            cache_creation_tokens: 0,
-            results: 0,
-            updated: now,
-            recent: Vec::new(),
-            extra: Map::new(),
-        });
-        usage.cost_usd = usage.cost_usd.saturating_add(result.total_cost_usd);
-        usage.turns = usage.turns.saturating_add(result.num_turns);
-        let tokens = &result.usage;
-        usage.input_tokens = usage.input_tokens.saturating_add(tokens.input_tokens);
-        usage.output_tokens = usage.output_tokens.saturating_add(tokens.output_tokens);
-        usage.cache_read_tokens = usage
-            .cache_read_tokens
-            .saturating_add(tokens.cache_read_input_tokens);
-        usage.cache_creation_tokens = usage
-            .cache_creation_tokens
-            .saturating_add(tokens.cache_creation_input_tokens);
-        usage.results += 1;
-        usage.updated = now;
-        usage.recent.push(result.uuid.clone());
-        let excess = usage.recent.len().saturating_sub(RECENT_RESULTS);
-        usage.recent.drain(..excess);
-        Counted::Added {
-            exhausted_now: !was_exhausted && self.budget_exhausted(),
-        }
-    }
-
-    /// Whether the session's spending has reached its budget (nothing spent yet is
-    /// nothing, which a budget of 0 has reached).
-    pub fn budget_exhausted(&self) -> bool {
-        let spent = self
-            .usage
-            .as_ref()
-            .map_or(Dollars::default(), |u| u.cost_usd);
-        self.budget_usd.is_some_and(|budget| spent >= budget)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SessionName;
+    use crate::model::{Metadata, SessionName};
 
     fn result(uuid: &str, cost: f64) -> ResultMessage {
         serde_json::from_value(serde_json::json!({
@@ -235,20 +217,23 @@ mod tests {
         let mut m = Metadata::new(SessionName::parse("s").unwrap(), None, now);
         m.budget_usd = Dollars::from_f64(0.5);
         assert_eq!(
-            m.count_result(&result("a", 0.25), now),
+            m.count_result(&result("a", 0.25), None, now),
             Counted::Added {
                 exhausted_now: false
             }
         );
-        assert_eq!(m.count_result(&result("a", 0.25), now), Counted::Duplicate);
         assert_eq!(
-            m.count_result(&result("b", 0.25), now),
+            m.count_result(&result("a", 0.25), None, now),
+            Counted::Duplicate
+        );
+        assert_eq!(
+            m.count_result(&result("b", 0.25), None, now),
             Counted::Added {
                 exhausted_now: true
             }
         );
         assert_eq!(
-            m.count_result(&result("c", 0.25), now),
+            m.count_result(&result("c", 0.25), None, now),
             Counted::Added {
                 exhausted_now: false
             }
@@ -273,11 +258,43 @@ mod tests {
     }
 
     #[test]
+    fn a_run_adds_what_it_spent_since_its_last_result() {
+        let now = Timestamp::now();
+        let mut m = Metadata::new(SessionName::parse("s").unwrap(), None, now);
+        let cost = |m: &Metadata| m.usage.as_ref().unwrap().cost_usd;
+        // One process, three prompts: each result restates the process's total.
+        m.count_result(&result("1", 0.25), Some("run-a"), now);
+        m.count_result(&result("2", 0.5), Some("run-a"), now);
+        assert_eq!(cost(&m), Dollars::from_f64(0.5).unwrap());
+        // Another process starts from nothing.
+        m.count_result(&result("3", 0.125), Some("run-b"), now);
+        assert_eq!(cost(&m), Dollars::from_f64(0.625).unwrap());
+        // A result posted late, after a later one of its run: nothing more was spent.
+        m.count_result(&result("4", 0.75), Some("run-a"), now);
+        m.count_result(&result("5", 0.625), Some("run-a"), now);
+        assert_eq!(cost(&m), Dollars::from_f64(0.875).unwrap());
+        // Without a run, a result's cost is its own.
+        m.count_result(&result("6", 0.125), None, now);
+        let usage = m.usage.as_ref().unwrap();
+        assert_eq!(usage.cost_usd, Dollars::from_f64(1.0).unwrap());
+        assert_eq!(
+            (usage.results, usage.turns, usage.input_tokens),
+            (6, 12, 60)
+        );
+        for i in 0..RECENT_RUNS + 1 {
+            m.count_result(&result(&format!("r{i}"), 0.0), Some(&i.to_string()), now);
+        }
+        let runs = &m.usage.as_ref().unwrap().runs;
+        assert_eq!(runs.len(), RECENT_RUNS);
+        assert_eq!(runs[0].run, "1");
+    }
+
+    #[test]
     fn only_the_last_ids_are_remembered() {
         let now = Timestamp::now();
         let mut m = Metadata::new(SessionName::parse("s").unwrap(), None, now);
         for i in 0..RECENT_RESULTS + 5 {
-            m.count_result(&result(&i.to_string(), 0.0), now);
+            m.count_result(&result(&i.to_string(), 0.0), None, now);
         }
         let recent = &m.usage.as_ref().unwrap().recent;
         assert_eq!(recent.len(), RECENT_RESULTS);

@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::model::SessionName;
+use crate::model::{ConversationId, SessionName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,6 +28,25 @@ pub enum StoreError {
          GET it again and retry with the new ETag"
     )]
     PreconditionFailed { current: super::Version },
+    #[error("archived session '{0}' does not exist; GET /archive lists the archived sessions")]
+    ArchiveNotFound(String),
+    #[error("the archived session '{id}' is not fit to restore ({reason})")]
+    ArchiveCorrupt { id: String, reason: String },
+    #[error(
+        "archived session '{id}' has a conversation ({conversation}), and Claude Code finds \
+         a conversation by the path of the directory it ran in: under another name than \
+         '{name}' it could not be resumed. Restore it under its own name"
+    )]
+    ConversationBound {
+        id: String,
+        name: SessionName,
+        conversation: ConversationId,
+    },
+    #[error(
+        "the process recorded for archived session '{id}', pid {pid}, is still alive and \
+         runs in its directory; stop it first"
+    )]
+    ArchivedProcessAlive { id: String, pid: i64 },
     #[error("the entry '{name}' in the sessions directory is corrupt ({reason})")]
     Corrupt { name: String, reason: String },
     #[error("cannot open the sessions directory {}: {source}", path.display())]

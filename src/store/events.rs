@@ -2,7 +2,8 @@
 //! durable and visible. Each kind has its name here, and only here: the change feed
 //! (`GET /events`) sends it as the event's type.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use super::index::{Entry, Version};
 use crate::model::SessionName;
@@ -60,6 +61,11 @@ pub enum ChangeKind {
     ProcessGone,
     /// A usage report brought the session's spending to its budget.
     BudgetExhausted,
+    /// An archived session came back as this session (`POST /archive/{id}/restore`).
+    Restored,
+    /// An archived session of this name was removed for good (`DELETE /archive/{id}`,
+    /// or the purge of old ones).
+    ArchiveRemoved,
 }
 
 impl ChangeKind {
@@ -74,6 +80,13 @@ impl ChangeKind {
             ChangeKind::CurrentChanged => "session.switched",
             ChangeKind::ProcessGone => "session.process_gone",
             ChangeKind::BudgetExhausted => "session.budget_exhausted",
+            ChangeKind::Restored => "session.restored",
+            ChangeKind::ArchiveRemoved => "archive.removed",
         }
     }
 }
+
+/// The processes already announced as gone ([`ChangeKind::ProcessGone`]), by session and
+/// pid: each is announced once.
+#[derive(Debug, Default)]
+pub struct Announced(pub Mutex<HashSet<(SessionName, i64)>>);

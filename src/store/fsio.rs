@@ -8,7 +8,9 @@
 //! - reads are `O_NONBLOCK` (a FIFO cannot stall an open), checked with `fstat` on the
 //!   opened descriptor to be a regular file, and capped ([`read_capped_at`]);
 //! - temp files get random names and are created `O_EXCL|O_NOFOLLOW`: nothing is ever
-//!   opened for writing under a name someone else could have chosen.
+//!   opened for writing under a name someone else could have chosen;
+//! - a whole tree (an archived session) is removed or measured by an iterative walk that
+//!   holds one directory at a time and never follows a symlink (`tree`).
 //!
 //! Each write completes all its steps before it returns, so a caller that got `Ok` may
 //! acknowledge it: the data is on stable storage, and a crash at any moment leaves
@@ -22,10 +24,15 @@ use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
+use rustix::path::Arg;
 use serde::Serialize;
 
 use super::failpoint::{self, Step};
 use crate::metrics::timed_fsync;
+
+mod tree;
+
+pub use tree::{TreeSize, remove_tree_at, tree_size};
 
 /// Every temporary file or directory this service creates starts with this.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -89,7 +96,7 @@ fn describe(kind: FileType) -> &'static str {
 }
 
 /// The kind of `name` in `dir`, without following it.
-fn kind_at(dir: impl AsFd, name: &str) -> Option<FileType> {
+fn kind_at(dir: impl AsFd, name: impl Arg + Copy) -> Option<FileType> {
     rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         .ok()
         .map(|st| FileType::from_raw_mode(st.st_mode))
@@ -97,7 +104,7 @@ fn kind_at(dir: impl AsFd, name: &str) -> Option<FileType> {
 
 /// Opens the directory `name` in `parent`, refusing a symlink or anything but a
 /// directory.
-pub fn open_dir_at(parent: impl AsFd, name: &str) -> Result<OwnedFd, Refusal> {
+pub fn open_dir_at(parent: impl AsFd, name: impl Arg + Copy) -> Result<OwnedFd, Refusal> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     match rustix::fs::openat(&parent, name, flags, Mode::empty()) {
         Ok(fd) => Ok(fd),
@@ -126,9 +133,9 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// Reads the regular file `name` in `dir`, at most `cap` bytes: a symlink, a FIFO, a
-/// device, a directory or a larger file is refused without reading a byte of it.
-pub fn read_capped_at(dir: impl AsFd, name: &str, cap: usize) -> Result<Vec<u8>, Refusal> {
+/// Opens the regular file `name` in `dir` for reading, and gives its size: a symlink is
+/// refused, a FIFO never blocks the open, and anything but a regular file is refused.
+pub fn open_regular_at(dir: impl AsFd, name: &str) -> Result<(File, u64), Refusal> {
     let flags =
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     let fd = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
@@ -145,14 +152,20 @@ pub fn read_capped_at(dir: impl AsFd, name: &str, cap: usize) -> Result<Vec<u8>,
             expected: "a regular file",
         });
     }
-    let size = usize::try_from(stat.st_size).unwrap_or(usize::MAX);
+    Ok((File::from(fd), u64::try_from(stat.st_size).unwrap_or(0)))
+}
+
+/// Reads the regular file `name` in `dir`, at most `cap` bytes: a symlink, a FIFO, a
+/// device, a directory or a larger file is refused without reading a byte of it.
+pub fn read_capped_at(dir: impl AsFd, name: &str, cap: usize) -> Result<Vec<u8>, Refusal> {
+    let (file, size) = open_regular_at(dir, name)?;
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
     if size > cap {
         return Err(Refusal::TooLarge(cap));
     }
     // The file may grow between fstat and read: read one byte past the cap to tell.
     let mut bytes = Vec::with_capacity(size + 1);
-    File::from(fd)
-        .take(cap as u64 + 1)
+    file.take(cap as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(Refusal::Io)?;
     if bytes.len() > cap {
@@ -345,26 +358,6 @@ pub fn parent_of(path: &Path) -> &Path {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     }
-}
-
-/// Removes `name` from `parent`: a file or symlink is unlinked (never followed), a
-/// directory emptied the same way first, down to `depth` levels below it.
-pub fn remove_tree_at(parent: BorrowedFd<'_>, name: &str, depth: usize) -> io::Result<()> {
-    match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
-        Err(Errno::ISDIR) => {}
-        other => return Ok(other?),
-    }
-    if depth == 0 {
-        return Err(io::Error::other(
-            "the directory is nested too deeply to remove",
-        ));
-    }
-    let dir = open_dir_at(parent, name).map_err(Refusal::into_io)?;
-    for entry in entries(dir.as_fd())? {
-        remove_tree_at(dir.as_fd(), &entry, depth - 1)?;
-    }
-    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)?;
-    Ok(())
 }
 
 /// The names in `dir`, without `.` and `..`; a name that is not UTF-8 is given lossily.

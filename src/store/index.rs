@@ -80,6 +80,9 @@ pub(super) struct Index {
     pub pointer_version: Version,
     /// Entries of the sessions directory that are not served, by entry name.
     pub skipped: BTreeMap<String, Skipped>,
+    /// Entries of `.archive` that are not archived sessions, and removals that did not
+    /// finish, by path under the sessions directory (see `archive`).
+    pub archive_skipped: BTreeMap<String, Skipped>,
     /// The sequence number of the last published write.
     pub seq: u64,
     pub last_write_error: Option<String>,
@@ -144,7 +147,10 @@ impl Index {
             sessions: self.sessions.len(),
             by_status,
             current: self.pointer.name.clone(),
-            skipped: self.skipped.values().cloned().collect(),
+            skipped: (self.skipped.values())
+                .chain(self.archive_skipped.values())
+                .cloned()
+                .collect(),
             write_problem: self.last_write_error.clone(),
             fatal: None,
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{SessionName, Timestamp};
+use crate::model::{ArchiveId, SessionName, Timestamp};
 
 pub const METADATA_FILE: &str = "metadata.json";
 pub const PERSONA_FILE: &str = "persona.json";
@@ -14,6 +14,9 @@ pub const PERSONA_FILE: &str = "persona.json";
 pub const PENDING_PERSONA_FILE: &str = ".pending-persona.json";
 /// Where deleted sessions are moved, whole.
 pub const ARCHIVE_DIR: &str = ".archive";
+/// A restore's new `metadata.json`, written in the archived directory before it moves
+/// back; moved over `metadata.json` once it has (see `Tx::restore`).
+pub const RESTORE_FILE: &str = ".restore-metadata.json";
 /// Which session is current, and the intent of the last switch (see [`Pointer`]).
 pub const CURRENT_FILE: &str = ".current.json";
 /// The file whose lock says which process owns the directory.
@@ -29,7 +32,7 @@ pub fn session_dir(root: &Path, name: &SessionName) -> PathBuf {
 /// The name a session deleted at `at` gets in [`ARCHIVE_DIR`]: `<name>.<UTC timestamp>`,
 /// so the same name can be archived many times.
 pub fn archive_name(name: &SessionName, at: Timestamp) -> String {
-    format!("{name}.{}", at.compact())
+    ArchiveId::new(name.clone(), at).to_string()
 }
 
 /// `.current.json`: which session is current, and, for the last switch, when it

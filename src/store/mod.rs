@@ -8,15 +8,18 @@
 //!   their [`Version`], and announces them as [`Change`]s;
 //! - `ops`: the writes and the SPEC §3 rules each keeps;
 //! - `recover`: the start-up scan and repair, and the resync after a failed write;
+//! - `archive`: the archived sessions: listed, restored, removed, purged;
 //! - [`events`]: the change type;
 //! - [`fsio`]: every durable file operation; `lock`: one writer per directory;
 //!   [`failpoint`]: named crash points for the tests.
 //!
 //! Reads are served from the index; they never touch the disk (except a session's
-//! `persona.json`, read on demand) and never wait for a write's fsync. Writes run on the
+//! `persona.json` and the archive, read on demand on the blocking pool) and never wait
+//! for a write's fsync. Writes run on the
 //! blocking pool, one at a time, and publish only what is durable, so the index always
 //! equals what is on disk.
 
+mod archive;
 mod bounded;
 mod error;
 pub mod events;
@@ -39,6 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+pub use archive::{ArchivePage, Archived};
 pub use error::StoreError;
 pub use events::{Change, ChangeKind, Subject};
 pub use index::{Entry, IfMatch, Skipped, StoreHealth, Version};
@@ -139,6 +143,7 @@ impl Store {
                     seq: sessions.len() as u64,
                     sessions,
                     skipped: scan.skipped,
+                    archive_skipped: Default::default(),
                     last_write_error: None,
                 }),
                 writer: Mutex::new(()),
@@ -154,6 +159,7 @@ impl Store {
         tx.publish();
         drop(tx);
         repaired?;
+        store.sweep_archive();
         Ok(store)
     }
 
@@ -322,7 +328,7 @@ impl Store {
     }
 
     /// Makes `name` the current session; `if_match` is checked against the version of
-    /// `/sessions/active` ([`Store::current_version`]).
+    /// `/sessions/active` ([`Store::current_with_version`]).
     pub async fn switch(
         &self,
         name: SessionName,

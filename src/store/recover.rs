@@ -93,6 +93,7 @@ fn read_session(root: BorrowedFd<'_>, file_name: &str) -> Result<Metadata, Strin
         Refusal::WrongKind { is, .. } => format!("not a session: {is}, not a directory"),
         other => format!("the session directory {other}"),
     })?;
+    super::archive::finish_restore(dir.as_fd(), file_name);
     let bytes = fsio::read_capped_at(&dir, METADATA_FILE, BODY_LIMIT)
         .map_err(|e| format!("{METADATA_FILE} {e}"))?;
     let metadata = crate::model::metadata_from_disk(&bytes)

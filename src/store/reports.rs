@@ -5,8 +5,7 @@
 //! A process found gone is announced once ([`ChangeKind::ProcessGone`]), whether a
 //! read or the periodic check ([`Store::check_processes`]) found it.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::Store;
 use super::error::StoreError;
@@ -17,10 +16,6 @@ use crate::model::{
     ConversationId, Counted, InitMessage, ResultMessage, SessionName, Status, Timestamp,
 };
 use crate::process::Liveness;
-
-/// The processes already announced as gone, by session and pid.
-#[derive(Debug, Default)]
-pub struct Announced(Mutex<HashSet<(SessionName, i64)>>);
 
 impl Store {
     /// Records the conversation a run of the session is in, from the CLI's `init`
@@ -40,14 +35,18 @@ impl Store {
         .await
     }
 
-    /// Adds a run's `result` message to the session's usage, once per message.
+    /// Adds a `result` message of `run` (when known) to the session's usage, once per
+    /// message.
     pub async fn record_usage(
         &self,
         name: SessionName,
         result: ResultMessage,
+        run: Option<String>,
     ) -> Result<(Arc<Entry>, Counted), StoreError> {
-        self.write("record_usage", move |tx| tx.record_usage(&name, &result))
-            .await
+        self.write("record_usage", move |tx| {
+            tx.record_usage(&name, &result, run.as_deref())
+        })
+        .await
     }
 
     /// Whether the session's recorded process still runs. A process found gone is
@@ -118,11 +117,12 @@ impl Tx<'_> {
         &mut self,
         name: &SessionName,
         result: &ResultMessage,
+        run: Option<&str>,
     ) -> Result<(Arc<Entry>, Counted), StoreError> {
         let entry = self.get(name)?;
         let mut metadata = entry.metadata.clone();
         let now = Timestamp::now();
-        let counted = metadata.count_result(result, now);
+        let counted = metadata.count_result(result, run, now);
         if counted == Counted::Duplicate {
             return Ok((entry, counted));
         }

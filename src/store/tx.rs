@@ -38,7 +38,7 @@ pub(super) struct Shared {
     /// Whether a recorded process is still running.
     pub probe: crate::process::Probe,
     /// The processes already announced as gone.
-    pub announced: super::reports::Announced,
+    pub announced: super::events::Announced,
 }
 
 impl Shared {
@@ -189,6 +189,12 @@ impl Tx<'_> {
     /// transaction's changes, once they are published.
     pub fn note(&mut self, kind: ChangeKind, entry: Arc<Entry>) {
         self.announce(kind, Subject::Session(entry));
+    }
+
+    /// Announces `kind` about `name`, which is not (or no longer) a served session, with
+    /// this transaction's changes.
+    pub fn note_gone(&mut self, kind: ChangeKind, name: &SessionName) {
+        self.announce(kind, Subject::Gone(name.clone()));
     }
 
     /// Stages the removal of a session, after its directory has left the tree (or was

@@ -112,7 +112,9 @@ fn spec_methods(doc: &Yaml) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 fn concrete(path: &str) -> String {
-    path.replace("{name}", SESSION).replace("{key}", "default")
+    path.replace("{name}", SESSION)
+        .replace("{key}", "default")
+        .replace("{id}", "contract.20260101T000000.000000Z")
 }
 
 #[test]
@@ -205,19 +207,24 @@ fn spec_is_openapi_3_1_for_this_service() {
         );
     }
 
-    // Every path parameter follows the naming rules.
+    // Every path parameter follows the naming rules (an archive id, its own).
     for (path, item) in entries(&doc["paths"]) {
         for param in item["parameters"].as_vec().into_iter().flatten() {
             let param = resolve(&doc, param);
             let schema = resolve(&doc, &param["schema"]);
             assert_eq!(param["in"].as_str(), Some("path"), "{path}");
+            let name = param["name"].as_str().unwrap();
             assert!(
-                path.contains(&format!("{{{}}}", param["name"].as_str().unwrap())),
+                path.contains(&format!("{{{name}}}")),
                 "{path} names its parameter"
             );
-            assert_eq!(schema["pattern"].as_str(), Some("^[a-zA-Z0-9_-]+$"));
-            assert_eq!(schema["minLength"].as_i64(), Some(1));
-            assert_eq!(schema["maxLength"].as_i64(), Some(50));
+            let (pattern, min, max) = match name {
+                "id" => (ARCHIVE_ID_PATTERN, ARCHIVE_ID_LEN.0, ARCHIVE_ID_LEN.1),
+                _ => ("^[a-zA-Z0-9_-]+$", 1, 50),
+            };
+            assert_eq!(schema["pattern"].as_str(), Some(pattern), "{path}");
+            assert_eq!(schema["minLength"].as_i64(), Some(min as i64), "{path}");
+            assert_eq!(schema["maxLength"].as_i64(), Some(max as i64), "{path}");
         }
     }
 }
@@ -312,7 +319,9 @@ fn every_operation_lists_its_auth_and_body_errors() {
             assert!(op.lists("404"), "{label} names a resource, so lists 404");
         }
         assert!(!op.lists("405"), "{label}: 405 is not per operation");
-        let writes = matches!(op.method.as_str(), "post" | "put" | "patch" | "delete");
+        // `x-writes: false` marks an operation that changes nothing on disk (a reload).
+        let writes = matches!(op.method.as_str(), "post" | "put" | "patch" | "delete")
+            && op.node["x-writes"].as_bool() != Some(false);
         if writes {
             for status in ["503", "507"] {
                 assert!(op.lists(status), "{label} writes, so lists {status}");
@@ -432,6 +441,19 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         ("a.b", "/personas/{key}"),
     ] {
         probes.push(probe(Method::GET, &format!("/personas/{key}"), op_path));
+    }
+    for (method, path) in [
+        (Method::GET, "/personas/reload"),
+        (Method::POST, "/personas/reload"),
+        (Method::GET, "/schemas/persona.json"),
+    ] {
+        probes.push(probe(method, path, path));
+    }
+    for query in ["", "?tail=3", "?tail=0", "?count=3"] {
+        for name in [SESSION, "missing", "broken", "bad.name"] {
+            let path = format!("/sessions/{name}/transcript{query}");
+            probes.push(probe(Method::GET, &path, "/sessions/{name}/transcript"));
+        }
     }
     for name in [SESSION, "missing", "broken", "bad.name", "a%2Fb"] {
         for (method, op_path) in [
@@ -586,6 +608,27 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         let path = format!("/sessions/{name}");
         probes.push(probe(Method::DELETE, &path, "/sessions/{name}"));
     }
+    // The archive: a list, ids that are and are not archive ids, restore bodies.
+    for query in ["", "?limit=1", "?limit=0", "?after=zz"] {
+        let path = format!("/archive{query}");
+        probes.push(probe(Method::GET, &path, "/archive"));
+    }
+    for id in ["missing.20260101T000000.000000Z", "a.b", "..%2Fx"] {
+        for (method, op_path) in [
+            (Method::GET, "/archive/{id}"),
+            (Method::DELETE, "/archive/{id}"),
+            (Method::POST, "/archive/{id}/restore"),
+        ] {
+            probes.push(probe(method, &op_path.replace("{id}", id), op_path));
+        }
+        let restore = format!("/archive/{id}/restore");
+        let post = || probe(Method::POST, &restore, "/archive/{id}/restore");
+        probes.push(json_body(post(), json!({"as": "x"})));
+        probes.push(json_body(post(), json!({"as": "active"})));
+        probes.push(with_body(post(), json, "{\"as\":"));
+        probes.push(with_body(post(), "text/plain", "{}"));
+        probes.push(with_body(post(), json, too_large.clone()));
+    }
 
     let mut seen = BTreeSet::new();
     for p in probes {
@@ -655,6 +698,20 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         ("PATCH /sessions/{name}", 412),
         ("DELETE /sessions/active", 400),
         ("DELETE /sessions/active", 412),
+        ("GET /sessions/{name}/transcript", 404),
+        ("GET /sessions/{name}/transcript", 409),
+        ("GET /sessions/{name}/transcript", 422),
+        ("POST /personas/reload", 200),
+        ("GET /schemas/persona.json", 200),
+        ("GET /archive", 200),
+        ("GET /archive", 422),
+        ("GET /archive/{id}", 400),
+        ("GET /archive/{id}", 404),
+        ("DELETE /archive/{id}", 404),
+        ("POST /archive/{id}/restore", 404),
+        ("POST /archive/{id}/restore", 413),
+        ("POST /archive/{id}/restore", 415),
+        ("POST /archive/{id}/restore", 422),
     ] {
         assert!(
             seen.contains(&(op.to_owned(), status)),

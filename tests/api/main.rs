@@ -4,14 +4,17 @@
 mod helpers;
 
 mod active;
+mod archive;
 mod binary;
 mod bodies;
+mod client;
 mod compat;
 mod concurrency;
 mod container;
 mod contract;
 mod crash;
 mod durability;
+mod e2e;
 mod events;
 #[cfg(feature = "failpoints")]
 mod failpoints;
@@ -22,6 +25,8 @@ mod hung;
 mod index;
 mod observability;
 mod personas;
+mod reload;
 mod runs;
 mod security;
 mod sessions;
+mod transcript;

@@ -2,12 +2,15 @@
 //! from, so the contract test can compare it with `openapi.yaml`.
 
 pub mod active;
+pub mod archive;
 pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod personas;
 pub mod runs;
+pub mod schemas;
 pub mod sessions;
+pub mod transcript;
 
 use axum::routing::{MethodRouter, get, post};
 
@@ -33,6 +36,12 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
         ("/metrics", Token, get(metrics::scrape)),
         ("/personas", Token, get(personas::list)),
         ("/personas/{key}", Token, get(personas::get)),
+        (
+            "/personas/reload",
+            Token,
+            get(personas::get_reload).post(personas::reload),
+        ),
+        ("/schemas/persona.json", Token, get(schemas::persona)),
         (
             "/sessions",
             Token,
@@ -62,5 +71,13 @@ pub fn table() -> Vec<(&'static str, Access, MethodRouter<AppState>)> {
             post(runs::report_conversation),
         ),
         ("/sessions/{name}/usage", Token, post(runs::record_usage)),
+        ("/sessions/{name}/transcript", Token, get(transcript::tail)),
+        ("/archive", Token, get(archive::list)),
+        (
+            "/archive/{id}",
+            Token,
+            get(archive::get).delete(archive::remove),
+        ),
+        ("/archive/{id}/restore", Token, post(archive::restore)),
     ]
 }

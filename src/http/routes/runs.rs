@@ -54,6 +54,12 @@ pub async fn report_conversation(
     Ok((status, tagged(&session, session.clone())).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    run: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 struct UsageAnswer {
     /// False when the message was counted before (same `uuid`).
@@ -62,14 +68,27 @@ struct UsageAnswer {
     session: SessionJson,
 }
 
-/// The CLI's `result` message, posted as it came: added to the session's usage once.
+/// The CLI's `result` message, posted as it came: added to the session's usage once. With
+/// the `run` the launch spec gave, only what the run spent since its last result counts.
 pub async fn record_usage(
     State(state): State<AppState>,
     Named(name): SessionPath,
+    query: Result<Query<UsageQuery>, QueryRejection>,
     Json(result): Json<ResultMessage>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadFilter(e.body_text()))?;
+    let run = match query.run.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            ConversationId::parse(raw)
+                .map_err(|_| {
+                    ApiError::BadFilter("run must be the id a launch spec gave: a UUID".into())
+                })?
+                .to_string(),
+        ),
+    };
     result.check().map_err(ApiError::InvalidBody)?;
-    let (entry, counted) = state.store.record_usage(name, result).await?;
+    let (entry, counted) = state.store.record_usage(name, result, run).await?;
     let session = SessionJson::new(&state.store, entry.clone());
     let answer = UsageAnswer {
         counted: counted != Counted::Duplicate,
@@ -91,7 +110,8 @@ pub struct LaunchQuery {
 struct LaunchAnswer {
     #[serde(flatten)]
     spec: LaunchSpec,
-    /// Where to post what the run prints: its `init` message and each `result`.
+    /// Where to post what the run prints: its `init` message and each `result` (with the
+    /// run's id, so that results restating the process's spending so far count once).
     report: Report,
 }
 
@@ -166,7 +186,7 @@ pub async fn launch(
     };
     let report = Report {
         conversations: format!("{base}/conversations{parent}"),
-        usage: format!("{base}/usage"),
+        usage: format!("{base}/usage?run={}", ConversationId::generate()),
     };
     Ok((
         [(header::ETAG, etag(entry.version))],

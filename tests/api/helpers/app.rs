@@ -41,6 +41,11 @@ impl Dirs {
     pub fn personas(&self) -> PathBuf {
         self.root.path().join("personas")
     }
+    /// The Claude Code config dir the app reads transcripts from, unless a test gives
+    /// another: never the machine's own `~/.claude`.
+    pub fn claude(&self) -> PathBuf {
+        self.root.path().join("claude")
+    }
 }
 
 #[derive(Default, Clone)]
@@ -49,6 +54,10 @@ pub struct Options {
     pub allowed_hosts: Vec<String>,
     /// Further command-line arguments, such as `--max-live=2`.
     pub args: Vec<String>,
+    /// `--claude-config-dir`; [`Dirs::claude`] when `None`.
+    pub claude_config_dir: Option<PathBuf>,
+    /// `--archive-keep-days`.
+    pub archive_keep_days: Option<u32>,
 }
 
 pub struct TestApp {
@@ -58,6 +67,7 @@ pub struct TestApp {
     pub token: Option<String>,
     pub sessions_dir: PathBuf,
     pub personas_dir: PathBuf,
+    pub claude_dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     /// The directories of an app from [`fresh`](Self::fresh), removed with it.
@@ -109,11 +119,13 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         // Assembled as `main` assembles it: from the command line, by `config::build`.
+        let claude_dir = options.claude_config_dir.clone().unwrap_or(dirs.claude());
         let mut args = vec![
             "session-manager".to_owned(),
             format!("--listen={addr}"),
             format!("--sessions-dir={}", dirs.sessions().display()),
             format!("--personas-dir={}", dirs.personas().display()),
+            format!("--claude-config-dir={}", claude_dir.display()),
         ];
         if let Some(token) = &options.token {
             let file = dirs.root.path().join("token");
@@ -127,6 +139,9 @@ impl TestApp {
                 .map(|h| format!("--allowed-host={h}")),
         );
         args.extend(options.args.iter().cloned());
+        if let Some(days) = options.archive_keep_days {
+            args.push(format!("--archive-keep-days={days}"));
+        }
         let cli = Cli::try_parse_from(args).expect("the test's command line parses");
         let state = build_when_unlocked(&cli.config).await;
         let (tx, rx) = oneshot::channel();
@@ -140,6 +155,7 @@ impl TestApp {
             token: options.token,
             sessions_dir: std::fs::canonicalize(dirs.sessions()).unwrap(),
             personas_dir: dirs.personas(),
+            claude_dir,
             shutdown: Some(tx),
             server: Some(server),
             own_dirs: None,
@@ -275,9 +291,13 @@ impl Drop for TestApp {
 // ---- The rest of the crate that tests use.
 
 pub use session_manager::limits::{
-    BODY_LIMIT, FEED_HISTORY, FEED_SUBSCRIBERS, HEADER_READ_TIMEOUT, max_connections,
+    ARCHIVE_PAGE_MAX, ARCHIVE_SIZE_DEPTH, BODY_LIMIT, FEED_HISTORY, FEED_SUBSCRIBERS,
+    HEADER_READ_TIMEOUT, max_connections,
 };
-pub use session_manager::model::visible_text_pattern;
+pub use session_manager::model::{
+    ARCHIVE_ID_LEN, ARCHIVE_ID_PATTERN, PERMISSION_MODES, RESERVED_FLAGS, visible_text_pattern,
+};
+pub use session_manager::transcript::{MAX_LINES, WINDOW_BYTES};
 
 /// The paths of the router's table (`routes::table()`).
 pub fn route_paths() -> BTreeSet<String> {

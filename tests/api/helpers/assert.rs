@@ -14,10 +14,21 @@ pub fn problem_type(slug: &str) -> String {
 
 /// The error table's slugs by status: the problems an answer with that status may be.
 const SLUGS_BY_STATUS: [(u16, &[&str]); 16] = [
-    (400, &["bad-request", "invalid-name", "malformed-json"]),
+    (
+        400,
+        &[
+            "bad-request",
+            "invalid-name",
+            "invalid-archive-id",
+            "malformed-json",
+        ],
+    ),
     (401, &["unauthorized"]),
     (403, &["forbidden-origin"]),
-    (404, &["not-found"]),
+    (
+        404,
+        &["not-found", "no-current-conversation", "transcript-missing"],
+    ),
     (405, &["method-not-allowed"]),
     (408, &["request-timeout"]),
     (
@@ -26,6 +37,8 @@ const SLUGS_BY_STATUS: [(u16, &[&str]); 16] = [
             "exists",
             "status-conflict",
             "corrupt-entry",
+            "transcript-refused",
+            "conversation-bound",
             "process-alive",
             "budget-exhausted",
             "no-conversation",

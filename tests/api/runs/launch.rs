@@ -21,8 +21,10 @@ fn query(mode: Option<&str>, print: bool) -> String {
     }
 }
 
-/// A whole launch answer.
+/// The whole launch answer expected beside `spec`, whose run id, random, is checked to
+/// be a UUID and taken.
 fn launch_answer(
+    spec: &Value,
     app: &TestApp,
     name: &str,
     argv: &[String],
@@ -31,6 +33,10 @@ fn launch_answer(
     parent: Option<&str>,
 ) -> Value {
     let query = parent.map_or(String::new(), |p| format!("?parent={p}"));
+    let usage = spec["report"]["usage"].as_str().unwrap_or_default();
+    let prefix = format!("/sessions/{name}/usage?run=");
+    let run = usage.strip_prefix(&prefix).expect("a run id to post with");
+    new_conversation(&json!({ "conversation": run }));
     json!({
         "cwd": app.session_dir(name),
         "argv": argv,
@@ -39,7 +45,7 @@ fn launch_answer(
         "mode": mode,
         "report": {
             "conversations": format!("/sessions/{name}/conversations{query}"),
-            "usage": format!("/sessions/{name}/usage"),
+            "usage": format!("{prefix}{run}"),
         },
     })
 }
@@ -52,6 +58,8 @@ fn strings(items: &[&str]) -> Vec<String> {
 fn print_tail(max_turns: &str) -> Vec<String> {
     strings(&[
         "-p",
+        "--input-format",
+        "stream-json",
         "--output-format",
         "stream-json",
         "--verbose",
@@ -103,7 +111,7 @@ async fn every_shipped_persona_launches_in_every_mode() {
                 let expected = argv(&["--session-id", &id], print);
                 assert_eq!(
                     spec,
-                    launch_answer(&app, &name, &expected, &id, "new", None)
+                    launch_answer(&spec, &app, &name, &expected, &id, "new", None)
                 );
                 new_ids.push(id);
             }
@@ -127,7 +135,7 @@ async fn every_shipped_persona_launches_in_every_mode() {
                 let expected = argv(&["--resume", A], print);
                 assert_eq!(
                     spec,
-                    launch_answer(&app, &name, &expected, A, "resume", None)
+                    launch_answer(&spec, &app, &name, &expected, A, "resume", None)
                 );
             }
             let spec = launched(&app, &name, &query(Some("new"), print)).await;
@@ -135,7 +143,7 @@ async fn every_shipped_persona_launches_in_every_mode() {
             let expected = argv(&["--session-id", &id], print);
             assert_eq!(
                 spec,
-                launch_answer(&app, &name, &expected, &id, "new", None)
+                launch_answer(&spec, &app, &name, &expected, &id, "new", None)
             );
             new_ids.push(id);
 
@@ -147,7 +155,7 @@ async fn every_shipped_persona_launches_in_every_mode() {
             );
             assert_eq!(
                 spec,
-                launch_answer(&app, &name, &expected, &id, "fork", Some(A))
+                launch_answer(&spec, &app, &name, &expected, &id, "fork", Some(A))
             );
             new_ids.push(id);
         }
@@ -236,7 +244,7 @@ async fn a_custom_persona_with_every_launch_setting_launches_with_each_flag() {
         let expected = argv(&["--session-id", &id], print);
         assert_eq!(
             spec,
-            launch_answer(&app, "ops", &expected, &id, "new", None)
+            launch_answer(&spec, &app, "ops", &expected, &id, "new", None)
         );
     }
     report(&app, "/sessions/ops/conversations", A).await;
@@ -245,7 +253,7 @@ async fn a_custom_persona_with_every_launch_setting_launches_with_each_flag() {
         let expected = argv(&["--resume", A], print);
         assert_eq!(
             spec,
-            launch_answer(&app, "ops", &expected, A, "resume", None)
+            launch_answer(&spec, &app, "ops", &expected, A, "resume", None)
         );
         let spec = launched(&app, "ops", &query(Some("fork"), print)).await;
         let id = new_conversation(&spec);
@@ -255,7 +263,7 @@ async fn a_custom_persona_with_every_launch_setting_launches_with_each_flag() {
         );
         assert_eq!(
             spec,
-            launch_answer(&app, "ops", &expected, &id, "fork", Some(A))
+            launch_answer(&spec, &app, "ops", &expected, &id, "fork", Some(A))
         );
     }
 }

@@ -191,6 +191,82 @@ async fn counts_written_with_a_zero_fraction_are_counted_as_whole_numbers() {
 }
 
 #[tokio::test]
+async fn the_results_of_one_run_count_what_it_spent_since_the_last_one() {
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("bot").await;
+    let spec = launched(&app, "bot", "?print=true").await;
+    let path = spec["report"]["usage"].as_str().unwrap().to_owned();
+    let run = path.strip_prefix("/sessions/bot/usage?run=").unwrap();
+    new_conversation(&json!({ "conversation": run }));
+    // One process, three prompts: each result restates what the process has spent.
+    for (uuid, total, counted) in [
+        ("r-1", 0.25, 0.25),
+        ("r-2", 0.375, 0.375),
+        ("r-2", 0.375, 0.375),
+    ] {
+        let body = result(uuid, total);
+        let answer = assert_json(
+            app.send_json(Method::POST, &path, &body).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(
+            answer["session"]["usage"]["cost_usd"],
+            json!(counted),
+            "{uuid}"
+        );
+    }
+    // What was counted of the run survives a restart.
+    app.stop().await;
+    let app = TestApp::spawn(&dirs).await;
+    let body = result("r-3", 0.5);
+    let answer = assert_json(
+        app.send_json(Method::POST, &path, &body).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["session"]["usage"]["cost_usd"], json!(0.5));
+    assert_eq!(answer["session"]["usage"]["results"], 3);
+    // The next launch's run starts from nothing; a result without a run counts whole.
+    let next = launched(&app, "bot", "?print=true").await;
+    let next = next["report"]["usage"].as_str().unwrap();
+    assert_ne!(next, path);
+    let answer = assert_json(
+        app.send_json(Method::POST, next, &result("r-4", 0.25))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["session"]["usage"]["cost_usd"], json!(0.75));
+    let answer = assert_json(
+        post_usage(&app, "bot", &result("r-5", 0.125)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["session"]["usage"]["cost_usd"], json!(0.875));
+    // The ids kept to count each run once are the service's own: not in an answer.
+    assert_eq!(answer["session"]["usage"].get("runs"), None);
+    assert_eq!(
+        app.metadata_on_disk("bot")["usage"]["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    for bad in ["?run=r-1", "?run=../x", "?run=", "?runs=1"] {
+        let path = format!("/sessions/bot/usage{bad}");
+        let response = app
+            .send_json(Method::POST, &path, &result("r-6", 1.0))
+            .await;
+        assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-filter").await;
+    }
+    assert_eq!(app.session("bot").await["usage"]["cost_usd"], json!(0.875));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn usage_reaching_the_budget_stops_launches_until_it_is_raised() {
     let app = TestApp::fresh().await;
     app.created("bot").await;
