@@ -42,6 +42,21 @@ is as narrow as the limit: every other case is sent and every other failure coun
    failure: a 422 whose detail says `after` is not a cursor, for an `after` that is
    indeed not one (it does not decode to `[timestamp, session name]`). A refusal of a
    well-formed cursor, or any other 422, still fails.
+
+5. ST202 for a 412 to a write sent with `If-Match` (positive mode). The contract
+   describes an entity tag's form (`EntityTags`), and the tool makes up tags of that
+   form; but whether a tag is current is state, not schema: a made-up tag names no
+   version the session is at, and `precondition-failed` is the answer the contract
+   gives for it. Dropped only when the request carried `If-Match` and the answer is a
+   412 `precondition-failed`; the same writes without the header, and tags that are
+   malformed (400), are still checked.
+
+6. ST202 for an unknown `parent` on `POST /sessions/{name}/conversations` (positive
+   mode). `parent` must be one of the session's own conversations, which is data (the
+   ids the bot reported), like library keys in 2: the tool sends a well-formed UUID
+   the session never had, and the contract documents that as 422. Dropped only for a
+   422 whose detail says the parent is not one of the session's conversations, for a
+   request that gave `parent`; any other 422 on a valid body still fails.
 """
 
 from __future__ import annotations
@@ -57,6 +72,8 @@ from pathlib import Path
 import schemathesis
 
 RESERVED = "active"
+# The prefix of every problem type.
+TAG = "tag:session-manager,2026:"
 # The library the run's service is seeded with: the shipped personas.
 LIBRARY = frozenset(p.stem for p in (Path(__file__).resolve().parent.parent / "personas").glob("*.json"))
 # Session name -> "created" or "deleted": the last successful write of that name.
@@ -136,6 +153,13 @@ def _named_session(case) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def _header(case, name: str) -> str | None:
+    for key, value in (case.headers or {}).items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
     if failure.code == "ST202" and _route(case) == ("POST", "/sessions") and response.status_code == 422:
@@ -157,4 +181,20 @@ def filter_failure(context, failure, case, response):
         name = _named_session(case)
         if name is not None and _last_write.get(name) == "deleted":
             return _dropped("the session was deleted earlier", failure, case, response)
+    if failure.code == "ST202" and response.status_code == 412 and _header(case, "If-Match") is not None:
+        # 4.
+        problem = _json(response)
+        if isinstance(problem, dict) and problem.get("type") == f"{TAG}precondition-failed":
+            return _dropped("a made-up If-Match tag", failure, case, response)
+    if (
+        failure.code == "ST202"
+        and _route(case) == ("POST", "/sessions/{name}/conversations")
+        and response.status_code == 422
+        and (case.query or {}).get("parent") is not None
+    ):
+        # 5.
+        problem = _json(response)
+        detail = problem.get("detail", "") if isinstance(problem, dict) else ""
+        if "is not one of this session's conversations" in detail:
+            return _dropped("an unknown parent conversation", failure, case, response)
     return True

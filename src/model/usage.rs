@@ -9,7 +9,7 @@
 //! message has a `uuid`: a message posted twice (a bot retrying after a lost answer)
 //! counts once, for as long as its id is among the last [`RECENT_RESULTS`] counted.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::time::Timestamp;
@@ -29,7 +29,12 @@ pub struct Dollars(u64);
 impl Dollars {
     const PER_DOLLAR: f64 = 1e9;
 
-    /// A finite, non-negative amount; `None` otherwise.
+    /// The most an amount may be: the most [`from_f64`](Self::from_f64) gives, 2^64 - 2048
+    /// nano-dollars (written 18446744073.70955). A total saturates here rather than at
+    /// `u64::MAX`, which is written as a number of dollars that would not be read back.
+    pub const MAX: Self = Self(u64::MAX - 2047);
+
+    /// A finite, non-negative amount, at most [`MAX`](Self::MAX); `None` otherwise.
     pub fn from_f64(dollars: f64) -> Option<Self> {
         (dollars.is_finite() && dollars >= 0.0 && dollars * Self::PER_DOLLAR < u64::MAX as f64)
             .then(|| Self((dollars * Self::PER_DOLLAR).round() as u64))
@@ -39,8 +44,9 @@ impl Dollars {
         self.0 as f64 / Self::PER_DOLLAR
     }
 
+    /// The sum, or [`MAX`](Self::MAX) if it would be more.
     pub fn saturating_add(self, other: Self) -> Self {
-        Self(self.0.saturating_add(other.0))
+        Self(self.0.saturating_add(other.0).min(Self::MAX.0))
     }
 
     pub fn saturating_sub(self, other: Self) -> Self {
@@ -115,16 +121,36 @@ impl Usage {
     }
 }
 
+/// Why a count was refused; it names no part of the value.
+pub const COUNT_RULE: &str = "must be a whole number, 0 or more";
+
+/// A count of a `result` message: an integer as JSON Schema has it, so `10.0` is 10
+/// (as a `pid` or a persona's `max_turns` is read), over the whole `u64` range.
+fn count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    // 2^64, exactly: an integral float below it fits in a u64.
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
+    let value = Value::deserialize(deserializer)?;
+    value
+        .as_u64()
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..LIMIT).contains(f))
+                .map(|f| f as u64)
+        })
+        .ok_or_else(|| serde::de::Error::custom(COUNT_RULE))
+}
+
 /// The token counts of a `result` message.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct TokenCounts {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub input_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub output_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub cache_read_input_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub cache_creation_input_tokens: u64,
 }
 
@@ -135,7 +161,7 @@ pub struct ResultMessage {
     #[serde(rename = "type")]
     pub kind: String,
     pub uuid: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub num_turns: u64,
     #[serde(default)]
     pub total_cost_usd: Dollars,
@@ -299,5 +325,20 @@ mod dollars {
             "0.3"
         );
         assert!(Dollars::from_f64(-1.0).is_none() && Dollars::from_f64(f64::NAN).is_none());
+    }
+
+    #[test]
+    fn the_most_an_amount_may_be_is_read_back_as_written() {
+        let most = Dollars::from_f64(18_446_744_073.709_55).unwrap();
+        assert_eq!(most, Dollars::MAX);
+        assert_eq!(
+            Dollars::from_f64(f64::from_bits(most.as_f64().to_bits() + 1)),
+            None
+        );
+        let written = serde_json::to_string(&Dollars::MAX).unwrap();
+        assert_eq!(written, "18446744073.70955");
+        let read: Dollars = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, Dollars::MAX);
+        assert_eq!(Dollars::MAX.saturating_add(Dollars::MAX), Dollars::MAX);
     }
 }

@@ -19,6 +19,9 @@ const OPERATION_KEYS: [&str; 8] = [
 ];
 /// The session every probe uses for `{name}`; `{key}` is the shipped `default`.
 const SESSION: &str = "contract";
+/// The conversation the probes report for it, and one it never had.
+const CONVERSATION: &str = "0b7b4a8e-9c41-4f4e-9a43-3f5d2f8a1c20";
+const OTHER_CONVERSATION: &str = "1c8c5b9f-ad52-4a5f-8b54-4a6e3a9b2d31";
 
 fn spec() -> Yaml {
     let text = std::fs::read_to_string(SPEC_FILE).expect("openapi.yaml is readable");
@@ -380,6 +383,7 @@ struct Probe {
     path: String,
     op_path: &'static str,
     body: Option<(&'static str, Vec<u8>)>,
+    header: Option<(header::HeaderName, &'static str)>,
 }
 
 fn probe(method: Method, path: &str, op_path: &'static str) -> Probe {
@@ -388,7 +392,13 @@ fn probe(method: Method, path: &str, op_path: &'static str) -> Probe {
         path: path.to_owned(),
         op_path,
         body: None,
+        header: None,
     }
+}
+
+fn with_header(mut p: Probe, name: header::HeaderName, value: &'static str) -> Probe {
+    p.header = Some((name, value));
+    p
 }
 
 fn with_body(mut p: Probe, content_type: &'static str, body: impl Into<Vec<u8>>) -> Probe {
@@ -472,7 +482,7 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         }
     }
     // Bodies: good, malformed, without a JSON type, too large, wrong shape.
-    let bodies: [(Method, &str, &'static str, serde_json::Value); 5] = [
+    let bodies: [(Method, &str, &'static str, serde_json::Value); 7] = [
         (
             Method::POST,
             "/sessions",
@@ -503,6 +513,18 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
             "/sessions/{name}/rename",
             "/sessions/{name}/rename",
             json!({"to": "renamed"}),
+        ),
+        (
+            Method::POST,
+            "/sessions/{name}/conversations",
+            "/sessions/{name}/conversations",
+            json!({"type": "system", "subtype": "init", "session_id": CONVERSATION}),
+        ),
+        (
+            Method::POST,
+            "/sessions/{name}/usage",
+            "/sessions/{name}/usage",
+            json!({"type": "result", "uuid": "r-1", "total_cost_usd": 0.01}),
         ),
     ];
     for (method, template, op_path, good) in bodies {
@@ -536,6 +558,55 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
                 probes.push(json_body(probe(method.clone(), &path, op_path), wrong));
             }
         }
+    }
+    // The launch spec: each mode, a mode it does not know, a fork's parent that is
+    // not a conversation of the session, and a fork of a session without one.
+    for name in [SESSION, "missing", "broken", "bad.name"] {
+        for query in [
+            "",
+            "?mode=fork&print=true",
+            "?mode=sideways",
+            "?takeover=true",
+        ] {
+            let path = format!("/sessions/{name}/launch{query}");
+            probes.push(probe(Method::GET, &path, "/sessions/{name}/launch"));
+        }
+    }
+    probes.push(probe(
+        Method::GET,
+        "/sessions/probe-1/launch?mode=resume",
+        "/sessions/{name}/launch",
+    ));
+    for query in ["?parent=nope", &format!("?parent={OTHER_CONVERSATION}")] {
+        let path = format!("/sessions/{SESSION}/conversations{query}");
+        probes.push(json_body(
+            probe(Method::POST, &path, "/sessions/{name}/conversations"),
+            json!({"type": "system", "subtype": "init", "session_id": OTHER_CONVERSATION}),
+        ));
+    }
+    // Conditional requests: a tag that matches (304), one that is stale (412), and
+    // headers that are not entity tags (400).
+    for (method, op_path) in [
+        (Method::GET, "/sessions/{name}"),
+        (Method::HEAD, "/sessions/{name}"),
+        (Method::GET, "/sessions/{name}/persona"),
+        (Method::GET, "/sessions/active"),
+    ] {
+        let path = op_path.replace("{name}", SESSION);
+        for value in ["*", "\"0-0\"", "nope"] {
+            let p = probe(method.clone(), &path, op_path);
+            probes.push(with_header(p, header::IF_NONE_MATCH, value));
+        }
+    }
+    for value in ["\"0-0\"", "W/nope"] {
+        let path = format!("/sessions/{SESSION}");
+        let p = json_body(
+            probe(Method::PATCH, &path, "/sessions/{name}"),
+            json!({"budget_usd": 1}),
+        );
+        probes.push(with_header(p, header::IF_MATCH, value));
+        let p = probe(Method::DELETE, "/sessions/active", "/sessions/active");
+        probes.push(with_header(p, header::IF_MATCH, value));
     }
     probes.push(json_body(
         probe(Method::POST, "/sessions", "/sessions"),
@@ -598,6 +669,9 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
                 .header(header::CONTENT_TYPE, content_type)
                 .body(body);
         }
+        if let Some((name, value)) = p.header {
+            request = request.header(name, value);
+        }
         let response = request.send().await.unwrap();
         let status = response.status();
         let method = p.method.as_str().to_lowercase();
@@ -641,6 +715,20 @@ async fn every_answer_of_a_probe_is_listed_for_its_operation() {
         ("PUT /sessions/active", 404),
         ("DELETE /sessions/{name}", 204),
         ("GET /sessions", 422),
+        ("GET /sessions/{name}/launch", 200),
+        ("GET /sessions/{name}/launch", 409),
+        ("GET /sessions/{name}/launch", 422),
+        ("POST /sessions/{name}/conversations", 201),
+        ("POST /sessions/{name}/conversations", 422),
+        ("POST /sessions/{name}/usage", 200),
+        ("GET /sessions/{name}", 304),
+        ("HEAD /sessions/{name}", 304),
+        ("GET /sessions/{name}/persona", 304),
+        ("GET /sessions/active", 304),
+        ("GET /sessions/active", 400),
+        ("PATCH /sessions/{name}", 412),
+        ("DELETE /sessions/active", 400),
+        ("DELETE /sessions/active", 412),
         ("GET /sessions/{name}/transcript", 404),
         ("GET /sessions/{name}/transcript", 409),
         ("GET /sessions/{name}/transcript", 422),

@@ -13,7 +13,7 @@ pub fn problem_type(slug: &str) -> String {
 }
 
 /// The error table's slugs by status: the problems an answer with that status may be.
-const SLUGS_BY_STATUS: [(u16, &[&str]); 14] = [
+const SLUGS_BY_STATUS: [(u16, &[&str]); 16] = [
     (
         400,
         &[
@@ -41,12 +41,16 @@ const SLUGS_BY_STATUS: [(u16, &[&str]); 14] = [
             "conversation-bound",
             "process-alive",
             "not-renamable",
+            "budget-exhausted",
+            "no-conversation",
         ],
     ),
+    (412, &["precondition-failed"]),
     (413, &["payload-too-large"]),
     (415, &["unsupported-media-type"]),
     (421, &["misdirected-request"]),
     (422, &["invalid-body", "invalid-filter"]),
+    (429, &["too-many-live"]),
     (500, &["internal"]),
     (503, &["unavailable", "too-many-subscribers"]),
     (507, &["insufficient-storage"]),

@@ -97,6 +97,99 @@ async fn usage_messages_that_are_not_results_are_refused() {
     assert_eq!(app.metadata_on_disk("bot").get("usage"), None);
 }
 
+/// The most a total holds is the most an amount may be (`Dollars` in the contract), so
+/// a total that saturates is written as an amount the service reads back: the session
+/// is still served after a restart.
+#[tokio::test]
+async fn a_cost_total_that_saturates_is_still_an_amount_and_still_read_back() {
+    const MOST: f64 = 18_446_744_073.709_55;
+    let dirs = Dirs::new();
+    let app = TestApp::spawn(&dirs).await;
+    app.created("bot").await;
+    for uuid in ["r-1", "r-2"] {
+        let answer = assert_json(
+            post_usage(&app, "bot", &result(uuid, MOST)).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(
+            answer["session"]["usage"]["cost_usd"],
+            json!(MOST),
+            "{uuid}"
+        );
+    }
+    // More than the most is refused, as before.
+    let response = post_usage(&app, "bot", &result("r-3", 18_446_744_073.709_553)).await;
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body").await;
+    app.stop().await;
+
+    let app = TestApp::spawn(&dirs).await;
+    let session = app.session("bot").await;
+    assert_eq!(session["usage"]["cost_usd"], json!(MOST));
+    assert_eq!(session["usage"]["results"], json!(2));
+    app.stop().await;
+}
+
+/// A count is an integer as JSON Schema (and the contract) has it: `10.0` is 10, as a
+/// `pid` or a persona's `max_turns` written so is; `10.5` is no count.
+#[tokio::test]
+async fn counts_written_with_a_zero_fraction_are_counted_as_whole_numbers() {
+    let app = TestApp::fresh().await;
+    app.created("bot").await;
+    let mut message = result("r-1", 0.25);
+    message["num_turns"] = json!(2.0);
+    for (field, n) in [
+        ("input_tokens", 10.0),
+        ("output_tokens", 20.0),
+        ("cache_read_input_tokens", 30.0),
+        ("cache_creation_input_tokens", 28_613_127_906.0),
+    ] {
+        message["usage"][field] = json!(n);
+    }
+    let answer = assert_json(post_usage(&app, "bot", &message).await, StatusCode::OK).await;
+    assert_eq!(answer["counted"], true);
+    let usage = &answer["session"]["usage"];
+    assert_eq!(
+        [
+            &usage["turns"],
+            &usage["input_tokens"],
+            &usage["output_tokens"],
+            &usage["cache_read_tokens"],
+            &usage["cache_creation_tokens"],
+        ],
+        [
+            &json!(2),
+            &json!(10),
+            &json!(20),
+            &json!(30),
+            &json!(28_613_127_906_u64)
+        ]
+    );
+    for (at, bad) in [
+        ("num_turns", json!(2.5)),
+        ("input_tokens", json!(-1.0)),
+        ("output_tokens", json!(1e20)),
+        ("cache_read_input_tokens", json!(null)),
+    ] {
+        let mut message = result("r-2", 0.25);
+        if at == "num_turns" {
+            message[at] = bad.clone();
+        } else {
+            message["usage"][at] = bad.clone();
+        }
+        let response = post_usage(&app, "bot", &message).await;
+        assert_problem_mentioning(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+            &format!("{at}: must be a whole number, 0 or more"),
+            format!("{at} {bad}"),
+        )
+        .await;
+    }
+    assert_eq!(app.metadata_on_disk("bot")["usage"]["results"], json!(1));
+}
+
 #[tokio::test]
 async fn the_results_of_one_run_count_what_it_spent_since_the_last_one() {
     let dirs = Dirs::new();
