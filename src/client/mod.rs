@@ -3,8 +3,8 @@
 //! environment or the token file, exactly as a script with curl would. It knows nothing
 //! of the store: only the public API.
 //!
-//! - [`http`]: one request per connection, over the standard library's TCP;
-//! - [`show`]: how answers are printed for a person (tables, "5 min ago", colour on a
+//! - `http`: one request per connection, over the standard library's TCP;
+//! - `show`: how answers are printed for a person (tables, "5 min ago", colour on a
 //!   terminal only, `NO_COLOR` honoured); `--json` prints the API's JSON instead.
 //!
 //! A problem answer is printed as its `detail`, and the exit code says what kind of
