@@ -41,7 +41,8 @@ is as narrow as the limit: every other case is sent and every other failure coun
    gives its alphabet and length and documents the 422. This drops exactly that
    failure: a 422 whose detail says `after` is not a cursor, for an `after` that is
    indeed not one (it does not decode to `[timestamp, session name]`). A refusal of a
-   well-formed cursor, or any other 422, still fails.
+   well-formed cursor, or any other 422, still fails. The same for `GET /archive`,
+   whose cursor is the hex of the last archive id of a page.
 
 5. ST202 for a 412 to a write sent with `If-Match` (positive mode). The contract
    describes an entity tag's form (`EntityTags`), and the tool makes up tags of that
@@ -134,6 +135,15 @@ def after_call(context, case, response):
 _SESSION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,50}")
 
 
+def _is_archive_cursor(text: str) -> bool:
+    """Whether `text` is the hex of an archive id, as `GET /archive`'s `Link` gives (see 4.)."""
+    try:
+        decoded = bytes.fromhex(text).decode("utf-8")
+    except ValueError:
+        return False
+    return re.fullmatch(r"[a-zA-Z0-9_-]{1,50}\.[0-9]{8}T[0-9]{6}\.[0-9]{6}Z", decoded) is not None
+
+
 def _is_cursor(text: str) -> bool:
     """Whether `text` has the form of a cursor the service gives (see 4.)."""
     try:
@@ -176,6 +186,13 @@ def filter_failure(context, failure, case, response):
         detail = problem.get("detail", "") if isinstance(problem, dict) else ""
         if isinstance(after, str) and not _is_cursor(after) and "after is not a cursor" in detail:
             return _dropped("not a cursor the service gave", failure, case, response)
+    if failure.code == "ST202" and _route(case) == ("GET", "/archive") and response.status_code == 422:
+        # 4., for the archive.
+        after = (case.query or {}).get("after")
+        problem = _json(response)
+        detail = problem.get("detail", "") if isinstance(problem, dict) else ""
+        if isinstance(after, str) and not _is_archive_cursor(after) and "after must be a cursor" in detail:
+            return _dropped("not an archive cursor the service gave", failure, case, response)
     if failure.code == "ST302" and response.status_code == 404:
         # 3.
         name = _named_session(case)

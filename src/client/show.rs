@@ -86,6 +86,15 @@ fn table(rows: &[Vec<String>], widths_of: &[Vec<usize>]) -> String {
         .join("\n")
 }
 
+/// A table of uncoloured cells, whose widths are their lengths.
+fn plain_table(rows: &[Vec<String>]) -> String {
+    let widths: Vec<Vec<usize>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| c.chars().count()).collect())
+        .collect();
+    table(rows, &widths)
+}
+
 /// The `ls` table.
 pub fn sessions(list: &Value, current: Option<&str>, style: Style) -> String {
     sessions_at(list, current, style, SystemTime::now())
@@ -223,11 +232,7 @@ pub fn personas(list: &Value) -> String {
             text(p, "description").to_owned(),
         ]);
     }
-    let widths: Vec<Vec<usize>> = rows
-        .iter()
-        .map(|r| r.iter().map(|c| c.chars().count()).collect())
-        .collect();
-    table(&rows, &widths)
+    plain_table(&rows)
 }
 
 pub fn reloaded(v: &Value) -> String {
@@ -266,11 +271,7 @@ pub fn archive(list: &Value) -> String {
             size,
         ]);
     }
-    let widths: Vec<Vec<usize>> = rows
-        .iter()
-        .map(|r| r.iter().map(|c| c.chars().count()).collect())
-        .collect();
-    table(&rows, &widths)
+    plain_table(&rows)
 }
 
 pub fn transcript(v: &Value) -> String {

@@ -590,6 +590,23 @@ async fn an_id_that_is_not_an_archive_id_is_400_and_reaches_nothing() {
             assert_raw_problem(&response, 400, "invalid-archive-id", &context);
         }
     }
+    // The form of an id with a date no calendar has: no archived session has it (404),
+    // as for an id that is merely unknown; nothing is touched.
+    for raw in [
+        "work.20260001T000000.000000Z",
+        "work.20261124T256161.000000Z",
+    ] {
+        for (method, path) in [
+            ("GET", format!("/archive/{raw}")),
+            ("DELETE", format!("/archive/{raw}")),
+            ("POST", format!("/archive/{raw}/restore")),
+        ] {
+            let request = raw_http(method, &path, &host, None);
+            let response = raw_request(app.addr, &request).await;
+            let context = format!("{method} {path}");
+            assert_raw_problem(&response, 404, "not-found", &context);
+        }
+    }
     assert_eq!(snapshot(&app.sessions_dir), before);
     assert_eq!(ids(&archive(&app, "").await), [id]);
     app.stop().await;
