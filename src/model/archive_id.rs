@@ -32,8 +32,25 @@ pub enum ArchiveIdError {
          'work.20261124T212216.123456Z')"
     )]
     Timestamp,
+    /// The timestamp has the form, but no calendar has that instant (month 00, say): no
+    /// archived session can have this id.
+    #[error("no archived session can have this id: its timestamp names no instant")]
+    NoSuchInstant,
     #[error("an archive id in the path must be UTF-8 text, as GET /archive lists it")]
     Encoding,
+}
+
+/// Whether `at` is `<8 digits>T<6 digits>.<6 digits>Z`, the form `Timestamp::compact`
+/// writes, whatever the instant.
+fn has_compact_form(at: &str) -> bool {
+    let bytes = at.as_bytes();
+    bytes.len() == 23
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 => *b == b'T',
+            15 => *b == b'.',
+            22 => *b == b'Z',
+            _ => b.is_ascii_digit(),
+        })
 }
 
 /// An archived session's id: the session's name and when it was archived.
@@ -55,7 +72,11 @@ impl ArchiveId {
     pub fn parse(text: &str) -> Result<Self, ArchiveIdError> {
         let (name, at) = text.split_once('.').ok_or(ArchiveIdError::NoTimestamp)?;
         let name = SessionName::parse(name).map_err(ArchiveIdError::Name)?;
-        let at = Timestamp::from_compact(at).ok_or(ArchiveIdError::Timestamp)?;
+        let at = match Timestamp::from_compact(at) {
+            Some(at) => at,
+            None if has_compact_form(at) => return Err(ArchiveIdError::NoSuchInstant),
+            None => return Err(ArchiveIdError::Timestamp),
+        };
         Ok(Self::new(name, at))
     }
 
@@ -153,10 +174,16 @@ mod tests {
             "work.20261124T212216.123456",
             "work.2026-11-24T21:22:16.123456+00:00",
             "work.20261124T212216.123456Z\0",
-            "work.20261324T212216.123456Z",
             "work..20261124T212216.123456Z",
         ] {
             assert_eq!(refused(bad), Timestamp, "{bad}");
+        }
+        // The form, but no instant: no archived session can have the id.
+        for bad in [
+            "work.20261324T212216.123456Z",
+            "work.20260001T000000.000000Z",
+        ] {
+            assert_eq!(refused(bad), NoSuchInstant, "{bad}");
         }
     }
 

@@ -33,29 +33,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ArchivePath {
             .map_err(|_| ApiError::BadArchiveId(ArchiveIdError::Encoding))?;
         match raw.parse() {
             Ok(id) => Ok(Self(id)),
-            // The form of an id, with a date no calendar has (month 00, say): no archived
-            // session can have it, as none can have an id that is merely unknown.
-            Err(ArchiveIdError::Timestamp) if has_id_form(&raw) => Err(ApiError::NotFound(
-                format!("no archived session has the id {raw:?}; GET /archive lists them"),
-            )),
+            // As for an id that is merely unknown: no archived session has it.
+            Err(ArchiveIdError::NoSuchInstant) => Err(ApiError::NotFound(format!(
+                "no archived session has the id {raw:?}; GET /archive lists them"
+            ))),
             Err(e) => Err(ApiError::BadArchiveId(e)),
         }
     }
-}
-
-/// Whether `raw` is `<name>.<8 digits>T<6 digits>.<6 digits>Z`, the form of an id.
-fn has_id_form(raw: &str) -> bool {
-    let Some((_, at)) = raw.split_once('.') else {
-        return false;
-    };
-    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
-    at.len() == 23
-        && digits(&at[..8], 8)
-        && &at[8..9] == "T"
-        && digits(&at[9..15], 6)
-        && &at[15..16] == "."
-        && digits(&at[16..22], 6)
-        && &at[22..] == "Z"
 }
 
 /// An archived session as answered.
