@@ -32,6 +32,19 @@ impl Style {
     }
 }
 
+/// The strings of a JSON list, joined by ", " (empty for anything else).
+fn joined(list: &Value) -> String {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
 fn text<'a>(value: &'a Value, field: &str) -> &'a str {
     value[field].as_str().unwrap_or("")
 }
@@ -180,18 +193,7 @@ pub fn session(s: &Value) -> String {
         s["pid"].as_i64().map(|p| p.to_string()).unwrap_or_default(),
     );
     field("conversation", text(s, "conversation").to_owned());
-    field(
-        "tags",
-        s["tags"]
-            .as_array()
-            .map(|t| {
-                t.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default(),
-    );
+    field("tags", joined(&s["tags"]));
     if s["usage"].is_object() {
         field("cost", cost(s));
     }
@@ -286,15 +288,7 @@ pub fn transcript(v: &Value) -> String {
     items
         .iter()
         .map(|m| {
-            let tools = m["tools"]
-                .as_array()
-                .map(|t| {
-                    t.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
+            let tools = joined(&m["tools"]);
             let tools = if tools.is_empty() {
                 String::new()
             } else {
