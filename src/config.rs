@@ -341,13 +341,16 @@ pub fn build(config: &Config) -> Result<AppState, StartError> {
         },
         Transcripts::new(config.claude_config_dir()),
     );
-    Ok(AppState {
+    let shared = state
+        .into_shared()
+        .expect("a state just made is not shared yet");
+    Ok(AppState::with(crate::http::state::Shared {
         archive_keep: config
             .archive_keep_days
             .map(|days| std::time::Duration::from_secs(u64::from(days) * 24 * 60 * 60)),
         ui: !config.no_ui,
-        ..state
-    })
+        ..shared
+    }))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! directory, and a global lets the lowest layers (an fsync in `store::fsio`) record
 //! without threading a handle through every call.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,21 @@ impl MetricConstructor<Histogram> for Buckets {
     fn new_metric(&self) -> Histogram {
         Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
     }
+}
+
+/// The handles of one request series: a route's requests by method and status, and
+/// their latency.
+struct Series {
+    method: &'static str,
+    status: u16,
+    count: Counter,
+    seconds: Histogram,
+}
+
+thread_local! {
+    /// This thread's handles, by route template.
+    static SERIES: std::cell::RefCell<HashMap<Box<str>, Vec<Series>>> =
+        std::cell::RefCell::new(HashMap::new());
 }
 
 pub struct Metrics {
@@ -98,19 +114,47 @@ impl Metrics {
         }
     }
 
-    pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        let route = ("route", route.to_owned());
-        let method = ("method", method.to_owned());
-        self.requests
-            .get_or_create(&vec![
-                route.clone(),
-                method.clone(),
-                ("status", status.to_string()),
-            ])
-            .inc();
-        self.request_seconds
-            .get_or_create(&vec![route, method])
-            .observe(elapsed.as_secs_f64());
+    /// Counts one request and records its latency. Each thread keeps the handles of the
+    /// series it has recorded to, so that a request costs a lookup in that thread's map,
+    /// not label strings made, hashed and looked up in the shared families.
+    pub fn observe_request(
+        &self,
+        route: &str,
+        method: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        SERIES.with_borrow_mut(|series| {
+            let slots = match series.get_mut(route) {
+                Some(slots) => slots,
+                None => series.entry(route.into()).or_default(),
+            };
+            let slot = match slots
+                .iter()
+                .position(|s| s.method == method && s.status == status)
+            {
+                Some(i) => &slots[i],
+                None => {
+                    let labels = |with_status: bool| {
+                        let mut labels: Labels =
+                            vec![("route", route.to_owned()), ("method", method.to_owned())];
+                        if with_status {
+                            labels.push(("status", status.to_string()));
+                        }
+                        labels
+                    };
+                    slots.push(Series {
+                        method,
+                        status,
+                        count: self.requests.get_or_create(&labels(true)).clone(),
+                        seconds: self.request_seconds.get_or_create(&labels(false)).clone(),
+                    });
+                    slots.last().expect("just pushed")
+                }
+            };
+            slot.count.inc();
+            slot.seconds.observe(elapsed.as_secs_f64());
+        });
     }
 
     pub fn observe_store(&self, operation: &'static str, elapsed: Duration) {

@@ -169,18 +169,19 @@ fn route_of(req: &Request) -> &str {
 /// Records each request's route, method, status and latency.
 async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = route_of(&req).to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = match *req.method() {
-        Method::GET
-        | Method::HEAD
-        | Method::POST
-        | Method::PUT
-        | Method::PATCH
-        | Method::DELETE => req.method().as_str().to_owned(),
-        _ => "other".to_owned(),
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "other",
     };
     let response = next.run(req).await;
-    metrics().observe_request(&route, &method, response.status().as_u16(), start.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    metrics().observe_request(route, method, response.status().as_u16(), start.elapsed());
     response
 }
 

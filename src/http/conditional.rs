@@ -162,6 +162,23 @@ impl IfNoneMatch {
 
 /// `body` with the `ETag` of `tag`: the answer to a write, so the writer can make its
 /// next conditional request without reading again.
+impl IfNoneMatch {
+    /// [`answer`](Self::answer) with a body already serialised to JSON.
+    pub fn answer_json(&self, tag: impl Into<Tag>, json: Vec<u8>) -> Response {
+        let tag = tag.into();
+        let etag = (header::ETAG, etag(tag));
+        if self.has(tag) {
+            (StatusCode::NOT_MODIFIED, [etag]).into_response()
+        } else {
+            let json_type = (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            ([etag, json_type], json).into_response()
+        }
+    }
+}
+
 pub fn tagged<T: Serialize>(tag: impl Into<Tag>, body: T) -> Response {
     ([(header::ETAG, etag(tag))], Json(body)).into_response()
 }

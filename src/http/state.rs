@@ -1,5 +1,7 @@
-//! The application state every handler receives: cheap to clone, no lock in sight.
+//! The application state every handler receives: one `Arc`, so that the clone every
+//! request makes of it is one reference count, and no lock in sight.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,8 +13,20 @@ use crate::personas::Personas;
 use crate::store::Store;
 use crate::transcript::Transcripts;
 
+/// The state, shared: what each request clones.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every handler may read: the store, the library, the security checks, the feed.
+pub struct Shared {
     pub store: Store,
     pub personas: Arc<Personas>,
     /// The token check, also asked by `/healthz` whether a caller may see the details.
@@ -34,6 +48,7 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state of a service that keeps archived sessions for ever and serves the page.
     pub fn new(
         store: Store,
         personas: Personas,
@@ -42,7 +57,7 @@ impl AppState {
         launch: LaunchConfig,
         transcripts: Transcripts,
     ) -> Self {
-        Self {
+        Self::with(Shared {
             launch: Arc::new(launch),
             feed: Arc::new(Feed::new(&store)),
             transcripts: Arc::new(transcripts),
@@ -54,6 +69,18 @@ impl AppState {
             archive_keep: None,
             ui: true,
             started: Instant::now(),
-        }
+        })
+    }
+
+    /// The state made of `shared`, for a caller that sets what [`AppState::new`] leaves
+    /// at its default.
+    pub fn with(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+
+    /// What [`AppState::new`] made, to be changed and passed to [`AppState::with`];
+    /// `None` once the state has been cloned.
+    pub fn into_shared(self) -> Option<Shared> {
+        Arc::into_inner(self.0)
     }
 }

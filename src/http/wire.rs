@@ -21,6 +21,10 @@ use crate::store::{Entry, Store, Version, layout};
 /// is not shown, so that it cannot shadow them.
 const COMPUTED: [&str; 3] = ["dir", "process", "idle_seconds"];
 
+/// Where the answer's part computed at answer time begins (after `dir`, which a run
+/// never changes).
+const PROCESS_KEY: &[u8] = b",\"process\":";
+
 /// A session as answered: its metadata as stored (each field this service added only
 /// when it has a value, as in the file), `dir` (the absolute path of its directory),
 /// `process` (whether its recorded process runs) and `idle_seconds` (since the last
@@ -68,6 +72,40 @@ impl SessionJson {
 
     pub fn metadata(&self) -> &Metadata {
         &self.entry.metadata
+    }
+
+    /// The answer as JSON: the same bytes as its `Serialize` form, made of the stored
+    /// part, serialised once per entry (every field up to `dir`), and the two computed
+    /// at answer time. A GET then copies bytes instead of serialising the metadata.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    /// [`to_json`](Self::to_json), appended to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let stored = self.entry.rendered.get_or_init(|| self.render_stored());
+        out.reserve(stored.len() + 48);
+        out.extend_from_slice(stored);
+        out.extend_from_slice(b",\"process\":\"");
+        out.extend_from_slice(self.process.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"idle_seconds\":");
+        out.extend_from_slice(self.idle_seconds.to_string().as_bytes());
+        out.push(b'}');
+    }
+
+    /// The serialised form cut just before `"process"`, the first computed field that
+    /// changes between answers. No stored field can carry that key (see [`COMPUTED`]),
+    /// and inside a JSON string a quote is escaped, so its last occurrence is the cut.
+    fn render_stored(&self) -> Box<[u8]> {
+        let mut full = serde_json::to_vec(self).expect("a session serialises");
+        let cut = full
+            .windows(PROCESS_KEY.len())
+            .rposition(|w| w == PROCESS_KEY)
+            .expect("the answer has a process field");
+        full.truncate(cut);
+        full.into_boxed_slice()
     }
 
     pub fn version(&self) -> Version {
@@ -318,5 +356,53 @@ impl ListCache {
 
     fn slots(&self) -> MutexGuard<'_, [Option<Arc<CachedList>>; 4]> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Version;
+
+    fn answer(metadata: Metadata, pid: bool) -> SessionJson {
+        let mut metadata = metadata;
+        if pid {
+            metadata.pid = Some(i64::from(i32::MAX));
+        }
+        let entry = Arc::new(Entry::new(metadata, Version { epoch: 1, seq: 7 }));
+        SessionJson::under(Path::new("/srv/s \"q\""), &Probe::new(true), entry)
+    }
+
+    /// The bytes a GET copies are the bytes serde writes, whatever the stored fields
+    /// hold: strings that look like the cut, a stored field named like a computed one,
+    /// the fields this service adds, and more than one answer from one entry.
+    #[test]
+    fn the_cached_form_is_the_serialised_form() {
+        let created = Timestamp::from_micros(1_700_000_000_000_000).unwrap();
+        let plain = Metadata::new(SessionName::parse("plain").unwrap(), None, created);
+        let mut odd = Metadata::new(
+            SessionName::parse("odd").unwrap(),
+            Some("custom".to_owned()),
+            created,
+        );
+        odd.title = Some(Title::parse(",\"process\":\"alive\"}").unwrap());
+        odd.tags = Tags::parse(&["work"]).unwrap();
+        odd.extra
+            .insert("process".to_owned(), Value::from("stored"));
+        odd.extra
+            .insert("zz".to_owned(), Value::from(",\"process\":1"));
+        for session in [
+            answer(plain.clone(), false),
+            answer(plain, true),
+            answer(odd, true),
+        ] {
+            let expected = serde_json::to_vec(&session).unwrap();
+            assert_eq!(session.to_json(), expected);
+            assert!(session.entry.rendered.get().is_some());
+            assert_eq!(session.to_json(), expected, "from the cache");
+            let mut listed = b"[".to_vec();
+            session.write_json(&mut listed);
+            assert_eq!(&listed[1..], expected);
+        }
     }
 }

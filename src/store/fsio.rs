@@ -30,8 +30,10 @@ use serde::Serialize;
 use super::failpoint::{self, Step};
 use crate::metrics::timed_fsync;
 
+mod identity;
 mod tree;
 
+pub use identity::{FileId, file_id_at};
 pub use tree::{TreeSize, remove_tree_at, tree_size};
 
 /// Every temporary file or directory this service creates starts with this.

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
@@ -63,6 +63,19 @@ pub struct Entry {
     pub metadata: Metadata,
     /// The version of the write that gave the session this state.
     pub version: Version,
+    /// The stored part of the session's answer, serialised by the HTTP layer the first
+    /// time it answers with this state: an entry never changes, so neither does this.
+    pub rendered: OnceLock<Box<[u8]>>,
+}
+
+impl Entry {
+    pub fn new(metadata: Metadata, version: Version) -> Self {
+        Self {
+            metadata,
+            version,
+            rendered: OnceLock::new(),
+        }
+    }
 }
 
 /// An entry of a store directory that is not served, and why.
@@ -242,10 +255,7 @@ mod tests {
     fn entry(name: &str, created_micros: i64) -> Arc<Entry> {
         let created = Timestamp::from_micros(created_micros).unwrap();
         let metadata = Metadata::new(SessionName::parse(name).unwrap(), None, created);
-        Arc::new(Entry {
-            metadata,
-            version: Version { epoch: 1, seq: 1 },
-        })
+        Arc::new(Entry::new(metadata, Version { epoch: 1, seq: 1 }))
     }
 
     fn names(entries: &[Arc<Entry>]) -> Vec<&str> {
@@ -281,10 +291,7 @@ mod tests {
         // A new state of a session keeps one place; a new name moves it.
         let mut later = entry("a", 1).metadata.clone();
         later.last_active = Timestamp::from_micros(9).unwrap();
-        index.put(Arc::new(Entry {
-            metadata: later,
-            version: Version { epoch: 1, seq: 2 },
-        }));
+        index.put(Arc::new(Entry::new(later, Version { epoch: 1, seq: 2 })));
         assert_eq!(index.order.len(), index.sessions.len());
         assert_eq!(names(&index.page(None, 10, |_| true)), ["d", "c", "a"]);
     }

@@ -31,12 +31,12 @@ mod index;
 pub mod layout;
 mod lock;
 mod ops;
+mod persona_file;
 mod recover;
 mod rename;
 mod reports;
 mod tx;
 
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -50,12 +50,12 @@ pub use error::StoreError;
 pub use events::{Change, ChangeKind, Subject};
 pub use index::{Entry, IfMatch, PageKey, Skipped, StoreHealth, Version};
 pub use ops::Switched;
+pub use persona_file::SessionPersona;
 
-use crate::limits::{BODY_LIMIT, WRITE_TIMEOUT};
+use crate::limits::WRITE_TIMEOUT;
 use crate::metrics::metrics;
 use crate::model::{Metadata, MetadataPatch, Persona, SessionName, Status, Timestamp};
 use crate::process::Probe;
-use fsio::Refusal;
 use index::{Index, most_recent_first};
 use layout::{METADATA_FILE, PERSONA_FILE};
 use lock::Root;
@@ -133,7 +133,10 @@ impl Store {
             .zip(1..)
             .map(|(metadata, seq)| {
                 let version = Version { epoch, seq };
-                (metadata.name.clone(), Arc::new(Entry { metadata, version }))
+                (
+                    metadata.name.clone(),
+                    Arc::new(Entry::new(metadata, version)),
+                )
             })
             .collect::<std::collections::HashMap<_, _>>();
         let (events, _) = broadcast::channel(256);
@@ -161,6 +164,7 @@ impl Store {
                 probe: Probe::new(options.process_check),
                 announced: Default::default(),
                 rename_pending: Default::default(),
+                personas: Default::default(),
             }),
         };
         let mut tx = store.shared.begin();
@@ -239,13 +243,21 @@ impl Store {
         self.shared.index().current()
     }
 
-    /// The session's own persona, as stored. Read on the blocking pool, without following
-    /// a symlink, and capped: the file lives where the CLI's shell can replace it.
-    pub async fn persona(&self, name: &SessionName) -> Result<Value, StoreError> {
+    /// The session's own persona, as stored: kept in memory while its file is unchanged
+    /// (one `stat` tells), read otherwise on the blocking pool, without following a
+    /// symlink, and capped: the file lives where the CLI's shell can replace it.
+    pub async fn persona(&self, name: &SessionName) -> Result<Arc<SessionPersona>, StoreError> {
         self.get(name)?;
+        if let Some(kept) = self.shared.personas.get(self.shared.root.fd(), name) {
+            return Ok(kept);
+        }
         let shared = self.shared.clone();
         let name = name.clone();
-        tokio::task::spawn_blocking(move || read_persona(&shared, &name)).await?
+        tokio::task::spawn_blocking(move || {
+            let listed = || shared.index().lookup(&name).map(drop);
+            persona_file::read(shared.root.fd(), &shared.personas, &name, listed)
+        })
+        .await?
     }
 
     pub fn health(&self) -> StoreHealth {
@@ -414,33 +426,6 @@ impl Store {
         })
         .await
     }
-}
-
-/// Reads a session's `persona.json`; a file that is not a regular file within the cap,
-/// or not a valid persona, is a corrupt entry whose reason names the kind of problem.
-fn read_persona(shared: &Shared, name: &SessionName) -> Result<Value, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        name: format!("{name}/{PERSONA_FILE}"),
-        reason,
-    };
-    let dir = match fsio::open_dir_at(shared.root.fd(), name.as_str()) {
-        Ok(dir) => dir,
-        // A session being deleted has left the tree before the index forgets it:
-        // without its directory it is gone, not corrupt.
-        Err(Refusal::Missing) => return Err(StoreError::NotFound(name.clone())),
-        Err(e) if e.is_storage_failure() => return Err(e.into_io().into()),
-        Err(e) => return Err(corrupt(format!("the session directory {e}"))),
-    };
-    let bytes = match fsio::read_capped_at(dir.as_fd(), PERSONA_FILE, BODY_LIMIT) {
-        Ok(bytes) => bytes,
-        Err(e) if e.is_storage_failure() => return Err(e.into_io().into()),
-        Err(e) => {
-            shared.index().lookup(name)?;
-            return Err(corrupt(format!("{PERSONA_FILE} {e}")));
-        }
-    };
-    crate::model::persona_from_disk(&bytes)
-        .map_err(|e| corrupt(format!("{PERSONA_FILE} is not a valid persona: {e}")))
 }
 
 /// This run's epoch: microseconds since the Unix epoch at start-up, which no earlier

@@ -41,6 +41,8 @@ pub(super) struct Shared {
     pub announced: super::events::Announced,
     /// Whether a rename's write failed and may have left its intent to settle.
     pub rename_pending: std::sync::atomic::AtomicBool,
+    /// The sessions' persona files read, kept while unchanged.
+    pub personas: super::persona_file::PersonaCache,
 }
 
 impl Shared {
@@ -177,10 +179,7 @@ impl Tx<'_> {
 
     /// Stages a session's new state, after its files are durable.
     pub fn stage(&mut self, kind: ChangeKind, metadata: Metadata) -> Arc<Entry> {
-        let entry = Arc::new(Entry {
-            metadata,
-            version: self.version,
-        });
+        let entry = Arc::new(Entry::new(metadata, self.version));
         let name = entry.metadata.name.clone();
         self.sessions.insert(name, Some(entry.clone()));
         self.announce(kind, Subject::Session(entry.clone()));

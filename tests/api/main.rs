@@ -25,6 +25,7 @@ mod hung;
 mod index;
 mod labels;
 mod observability;
+mod persona_cache;
 mod personas;
 mod reload;
 mod runs;

@@ -21,7 +21,24 @@ pub struct Current {
 /// current one changes, so `If-Match` on a switch says "if nobody switched meanwhile".
 pub async fn get(State(state): State<AppState>, if_none_match: IfNoneMatch) -> Response {
     let (current, tag) = current(&state);
-    if_none_match.answer(tag, current)
+    if_none_match.answer_json(tag, current.to_json())
+}
+
+impl Current {
+    /// The serialised form, the session's part copied from its cached bytes
+    /// ([`SessionJson::to_json`]).
+    fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"{\"active\":");
+        serde_json::to_writer(&mut out, &self.active).expect("a name serialises");
+        out.extend_from_slice(b",\"session\":");
+        match &self.session {
+            Some(session) => session.write_json(&mut out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b'}');
+        out
+    }
 }
 
 /// `/sessions/active` now, and its tag: the version of the pair (pointer, current

@@ -15,7 +15,7 @@ use crate::http::extract::{Json, Named, SessionPath};
 use crate::http::state::AppState;
 use crate::http::wire::{SessionJson, idle_seconds, last_used};
 use crate::launch::{Launch, LaunchError, LaunchSpec, Mode};
-use crate::model::{ConversationId, Counted, InitMessage, Persona, ResultMessage, SessionName};
+use crate::model::{ConversationId, Counted, InitMessage, ResultMessage, SessionName};
 use crate::process::Liveness;
 
 #[derive(Debug, Deserialize)]
@@ -162,14 +162,17 @@ pub async fn launch(
     if !live {
         check_max_live(&state, &name)?;
     }
-    let persona = Persona::from_value(state.store.persona(&name).await?)
+    let stored = state.store.persona(&name).await?;
+    let persona = stored
+        .persona
+        .as_ref()
         .map_err(|e| ApiError::Corrupt(format!("the session's persona is not valid: {e}")))?;
     let conversation = entry.metadata.conversation.map(|c| c.to_string());
     let spec = Launch {
         claude_bin: &state.launch.claude_bin,
         name: &name,
         cwd: &state.store.session_dir(&name),
-        persona: &persona,
+        persona,
         conversation: conversation.as_deref(),
         mode,
         print: query.print.unwrap_or(false),

@@ -82,7 +82,8 @@ async fn existing_if_same(
     let entry = state.store.get(&name)?;
     let same = entry.metadata.persona == recorded
         && (recorded.as_deref() != Some(CUSTOM_PERSONA)
-            || state.store.persona(&name).await? == persona);
+            || serde_json::from_slice::<Value>(&state.store.persona(&name).await?.json).ok()
+                == Some(persona));
     if !same {
         return Err(ApiError::Exists(format!(
             "session '{name}' already exists with another persona; choose another name, or \
@@ -151,7 +152,7 @@ pub async fn get(
     if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let session = SessionJson::new(&state.store, state.store.get(&name)?);
-    Ok(if_none_match.answer(&session, session.clone()))
+    Ok(if_none_match.answer_json(&session, session.to_json()))
 }
 
 pub async fn update(
@@ -187,7 +188,7 @@ pub async fn persona(
         return Ok(if_none_match.answer(version, ()));
     }
     let persona = state.store.persona(&name).await?;
-    Ok(if_none_match.answer(version, persona))
+    Ok(if_none_match.answer_json(version, persona.json.to_vec()))
 }
 
 pub async fn replace_persona(
