@@ -6,8 +6,14 @@
 //! no later than when the pid was recorded; one that started after it is a reused pid,
 //! and the recorded process is `gone`.
 
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::{Pid, PidfdFlags};
 
 use serde::Serialize;
 
@@ -53,10 +59,29 @@ impl Liveness {
 /// uptime of 10 ms resolution, so a start a little after the record is the same start.
 const SLACK: Duration = Duration::from_millis(50);
 
+/// The most processes whose verdict is kept (see [`Probe`]); past that, the verdicts
+/// start over.
+const KNOWN: usize = 4096;
+
 /// Checks processes against `/proc` (or answers `Unknown` for all, when off).
+///
+/// A recorded process (pid and time of record) found gone stays gone: a pid given to
+/// another process later never makes it alive again. One found alive is held by a
+/// pidfd, which names that process and no other and turns readable when it ends. So
+/// after the first check of a process, a check is one `poll`, or nothing, instead of two
+/// reads of `/proc`, and is exact either way.
 #[derive(Debug, Clone)]
 pub struct Probe {
     proc: Option<&'static Path>,
+    known: Arc<Mutex<HashMap<(i64, Timestamp), Known>>>,
+}
+
+/// What was found of a recorded process.
+#[derive(Debug)]
+enum Known {
+    Gone,
+    /// Alive when found, held by its pidfd.
+    Held(OwnedFd),
 }
 
 impl Probe {
@@ -65,6 +90,7 @@ impl Probe {
         let proc = Path::new("/proc");
         Self {
             proc: (enabled && proc.join("self/stat").exists()).then_some(proc),
+            known: Arc::default(),
         }
     }
 
@@ -81,14 +107,74 @@ impl Probe {
         let Some(proc) = self.proc else {
             return Liveness::Unknown;
         };
-        match started(proc, pid) {
-            Ok(None) => Liveness::Gone,
-            Ok(Some(start)) => match recorded {
-                Some(at) if start > at.to_system_time() + SLACK => Liveness::Gone,
-                _ => Liveness::Alive,
-            },
-            Err(()) => Liveness::Unknown,
+        let Some(at) = recorded else {
+            return check_proc(proc, pid, recorded);
+        };
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        match known.get(&(pid, at)) {
+            Some(Known::Gone) => return Liveness::Gone,
+            Some(Known::Held(pidfd)) if ended(pidfd) => {
+                known.insert((pid, at), Known::Gone);
+                return Liveness::Gone;
+            }
+            Some(Known::Held(_)) => return Liveness::Alive,
+            None => {}
         }
+        let found = match check_proc(proc, pid, recorded) {
+            Liveness::Alive => match hold(pid) {
+                // Held first, then checked again: the pidfd names the process whose
+                // start the second check read, not one that took the pid meanwhile.
+                Some(pidfd) => match check_proc(proc, pid, recorded) {
+                    Liveness::Alive => Known::Held(pidfd),
+                    Liveness::Gone => Known::Gone,
+                    other => return other,
+                },
+                // No pidfd here (an old kernel, a filter): checked each time.
+                None => return Liveness::Alive,
+            },
+            Liveness::Gone => Known::Gone,
+            other => return other,
+        };
+        if known.len() >= KNOWN {
+            known.clear();
+        }
+        let liveness = match found {
+            Known::Gone => Liveness::Gone,
+            Known::Held(_) => Liveness::Alive,
+        };
+        known.insert((pid, at), found);
+        liveness
+    }
+}
+
+/// A pidfd for `pid`, if this kernel gives one.
+fn hold(pid: i64) -> Option<OwnedFd> {
+    let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
+    rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
+}
+
+/// Whether the process behind `pidfd` has ended (a zombie has).
+fn ended(pidfd: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match rustix::event::poll(&mut fds, Some(&zero)) {
+        Ok(ready) => ready > 0,
+        Err(_) => false,
+    }
+}
+
+/// The liveness of `pid` recorded at `recorded`, read from `/proc`.
+fn check_proc(proc: &Path, pid: i64, recorded: Option<Timestamp>) -> Liveness {
+    match started(proc, pid) {
+        Ok(None) => Liveness::Gone,
+        Ok(Some(start)) => match recorded {
+            Some(at) if start > at.to_system_time() + SLACK => Liveness::Gone,
+            _ => Liveness::Alive,
+        },
+        Err(()) => Liveness::Unknown,
     }
 }
 
@@ -152,5 +238,36 @@ mod tests {
         assert_eq!(probe.check(pid, recorded), Liveness::Gone);
         child.wait().unwrap();
         assert_eq!(probe.check(pid, recorded), Liveness::Gone);
+    }
+
+    /// A process found alive is held: when it ends, the next check says so at once,
+    /// whether it is reaped or still a zombie, and however many checks came before.
+    #[test]
+    fn a_process_found_alive_is_found_gone_once_it_ends() {
+        for reap in [false, true] {
+            let probe = Probe::new(true);
+            let mut child = std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap();
+            let pid = Some(i64::from(child.id()));
+            let recorded = Some(Timestamp::now());
+            for _ in 0..3 {
+                assert_eq!(probe.check(pid, recorded), Liveness::Alive);
+            }
+            child.kill().unwrap();
+            if reap {
+                child.wait().unwrap();
+            } else {
+                while std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+                    .is_ok_and(|s| !s.contains(") Z"))
+                {
+                    std::thread::yield_now();
+                }
+            }
+            assert_eq!(probe.check(pid, recorded), Liveness::Gone, "reaped: {reap}");
+            assert_eq!(probe.check(pid, recorded), Liveness::Gone, "reaped: {reap}");
+            child.wait().unwrap();
+        }
     }
 }
