@@ -30,6 +30,7 @@ pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod feed;
+mod front;
 pub mod listing;
 pub mod routes;
 pub mod security;

@@ -151,14 +151,11 @@ fn check_host(guard: &HostGuard, req: &Request) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The middleware in front of every route: `Host` and `Origin` must name this service.
-pub async fn check_host_and_origin(
-    State(guard): State<Arc<HostGuard>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Err(refusal) = check_host(&guard, &req) {
-        return refusal.into_response();
+/// `Host` and `Origin` must name this service: the refusal to answer otherwise.
+pub fn check_host_and_origin(guard: &HostGuard, req: &Request) -> Result<(), Box<Response>> {
+    if let Err(refusal) = check_host(guard, req) {
+        tracing::info!(refusal = %refusal, "request refused: Host");
+        return Err(Box::new(refusal.into_response()));
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
@@ -167,14 +164,17 @@ pub async fn check_host_and_origin(
             .map(|(_, rest)| rest.trim_end_matches('/'))
             .unwrap_or_default();
         if authority.is_empty() || !guard.allows_host(host_part(authority)) {
-            return ApiError::ForbiddenOrigin(format!(
-                "requests from the web origin {origin:?} are refused; this API is for local \
-                 clients, not for web pages"
-            ))
-            .into_response();
+            tracing::info!(origin, "request refused: Origin");
+            return Err(Box::new(
+                ApiError::ForbiddenOrigin(format!(
+                    "requests from the web origin {origin:?} are refused; this API is for \
+                     local clients, not for web pages"
+                ))
+                .into_response(),
+            ));
         }
     }
-    next.run(req).await
+    Ok(())
 }
 
 #[cfg(test)]
