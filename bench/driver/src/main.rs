@@ -10,8 +10,9 @@
 //!    loaded again right before the reads, the get scenario is repeated on a fresh
 //!    N=100 service right after it (for N > 100), and the durable-write floor
 //!    (`src/bin/floor.rs`, 4 threads and 1, in a directory of N entries on the same
-//!    filesystem) runs right before the create and switch scenarios: on a shared
-//!    machine, each ratio then compares runs seconds apart.
+//!    filesystem) runs right before the create, switch and usage scenarios: on a shared
+//!    machine, each ratio then compares runs seconds apart. For N ≥ 10,000, the change
+//!    feed last ([`feed`]: paced writes with 0, 64 and again 0 subscribers).
 //!
 //! Then it prints one table, every figure with its ratio to the ceiling or the floor
 //! and, where the issue sets one, its target and PASS or FAIL.
@@ -25,9 +26,10 @@
 //! sessions into DIR, as the run does, for a look by hand or a profile.
 //!
 //! The modules, in the order a run uses them: [`run`] (the sequence of measurements),
-//! [`machine`], [`server`], [`populate`], [`wrk`], [`floor`], [`metrics`], then
+//! [`machine`], [`server`], [`populate`], [`wrk`], [`floor`], [`feed`], [`metrics`], then
 //! [`report`], [`targets`] (every target, in one table) and [`table`].
 
+mod feed;
 mod floor;
 mod machine;
 mod metrics;
@@ -84,7 +86,7 @@ struct Opts {
     /// Also measure N = 100,000.
     #[arg(long)]
     large: bool,
-    /// Seconds per wrk run and per floor run.
+    /// Seconds per wrk run, per floor run and per change-feed phase.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=600))]
     duration: u32,
     /// Also write the report to this file.

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::feed::{Delivery, RATE, SUBSCRIBERS, WRITERS};
 use crate::floor::FloorRun;
 use crate::run::{Ceiling, Run, median};
 use crate::server::STARTS;
@@ -129,7 +130,7 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
             }
             rows.push(wrk_row(
                 &label,
-                "GET /sessions/active + …/persona",
+                "GET /sessions/active + …/persona + …/launch",
                 32,
                 &s.hot,
                 vs_hello(&s.hot, &s.hello32),
@@ -150,6 +151,24 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                 &s.list32,
                 vs_hello(&s.list32, &s.hello32),
                 checks(run, Measure::List32),
+            ));
+            rows.push(plain_row(
+                &label,
+                "peak RSS during GET /sessions at 32 conns (VmRSS every 5 ms)",
+                mib(s.list32_peak),
+                format!(
+                    "{} hello after load",
+                    times(s.list32_peak as f64 / ceiling.loaded as f64)
+                ),
+                checks(run, Measure::ListPeak),
+            ));
+            rows.push(wrk_row(
+                &label,
+                &format!("GET /sessions?limit=100&after=<s{:05}> (a page)", n / 2),
+                1,
+                &s.page,
+                vs_hello(&s.page, &s.hello1),
+                checks(run, Measure::Page),
             ));
             // Each write: its floor on 4 threads and on 1, then the service's.
             for (op, what, w, floor, [four, one, measure]) in [
@@ -173,6 +192,17 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                         Measure::SwitchFloor4,
                         Measure::SwitchFloor1,
                         Measure::Switch,
+                    ],
+                ),
+                (
+                    "replace",
+                    "POST /sessions/{name}/usage",
+                    &s.usage,
+                    &s.replace_floor,
+                    [
+                        Measure::ReplaceFloor4,
+                        Measure::ReplaceFloor1,
+                        Measure::Usage,
                     ],
                 ),
             ] {
@@ -206,6 +236,55 @@ pub fn report(ceiling: &Ceiling, runs: &[Run], large: bool) -> Table {
                         times(w.rps() / floor.one.ops_per_sec)
                     ),
                     checks(run, measure),
+                ));
+            }
+            if let Some(feed) = &s.feed {
+                let what = "change feed: PATCH /sessions/{name} at 1000/s,";
+                for (measure, phase, w, ratio) in [
+                    (
+                        Measure::FeedBefore,
+                        "0 subscribers, before",
+                        &feed.before,
+                        None,
+                    ),
+                    (
+                        Measure::FeedAfter,
+                        "0 subscribers, after",
+                        &feed.after,
+                        None,
+                    ),
+                    (
+                        Measure::FeedQuiet,
+                        "0 subscribers, before+after",
+                        &feed.quiet,
+                        Some("1.00 (reference)".to_owned()),
+                    ),
+                    (
+                        Measure::FeedLoaded,
+                        "64 subscribers",
+                        &feed.loaded,
+                        Some(format!(
+                            "p50 {}, p99 {} 0 subscribers",
+                            times(feed.loaded.p50_us as f64 / feed.quiet.p50_us.max(1) as f64),
+                            times(feed.loaded.p99_us as f64 / feed.quiet.p99_us.max(1) as f64)
+                        )),
+                    ),
+                ] {
+                    let ratio = ratio
+                        .unwrap_or_else(|| format!("{} of {RATE:.0}/s", times(w.rps() / RATE)));
+                    rows.push(wrk_row(
+                        &label,
+                        &format!("{what} {phase}"),
+                        WRITERS,
+                        w,
+                        ratio,
+                        checks(run, measure),
+                    ));
+                }
+                rows.push(delivery_row(
+                    &label,
+                    &feed.delivery,
+                    checks(run, Measure::FeedDelivery),
                 ));
             }
         }
@@ -248,6 +327,27 @@ fn floor_row(
         p50: format!("{} ms", ms_us(run.p50_us)),
         p99: format!("{} ms", ms_us(run.p99_us)),
         ratio,
+        errors: "—".into(),
+        target,
+        verdict,
+    }
+}
+
+/// The change feed's events: how many reached the subscribers, and how soon after their
+/// write's reply.
+fn delivery_row(n: &str, d: &Delivery, checks: Vec<Check>) -> Row {
+    let (target, verdict) = judge(&checks);
+    Row {
+        n: n.into(),
+        what: format!(
+            "change feed: each write's event at each of {SUBSCRIBERS} subscribers \
+             (arrival − the write's reply)"
+        ),
+        conns: SUBSCRIBERS.to_string(),
+        figure: format!("{} / {} events", d.delivered, d.expected),
+        p50: format!("{} ms", ms_us(d.p50_us)),
+        p99: format!("{} ms", ms_us(d.p99_us)),
+        ratio: format!("{} missed, {} resyncs", d.expected - d.delivered, d.resyncs),
         errors: "—".into(),
         target,
         verdict,

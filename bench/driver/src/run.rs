@@ -7,16 +7,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::feed::FeedRun;
 use crate::floor::{FloorPair, prefill};
 use crate::machine::Machine;
 use crate::metrics::{explain, scrape};
-use crate::populate::{populate, sync};
-use crate::server::Server;
+use crate::populate::{cursor, populate, sync};
+use crate::server::{Server, probe};
 use crate::wrk::Wrk;
 use crate::{Opts, Result, report};
 
-/// Sessions the switch scenario cycles through (at most N).
+/// Sessions the switch and usage scenarios cycle through (at most N).
 const SWITCH_SESSIONS: usize = 1000;
+/// The size of the page the page scenario asks for.
+const PAGE: usize = 100;
+/// The smallest N the change feed is measured at.
+const FEED_FROM: usize = 10_000;
 
 /// What every measurement of a run shares: where the private binaries, the logs and the
 /// wrk scripts are, and how long each wrk and floor run lasts.
@@ -50,10 +55,18 @@ pub struct Scenarios {
     pub hot: Wrk,
     pub list1: Wrk,
     pub list32: Wrk,
+    /// The service's peak resident memory during `list32` (KiB).
+    pub list32_peak: u64,
+    /// A page of [`PAGE`] from the middle of the paging order, at 1 connection.
+    pub page: Wrk,
     pub create: Wrk,
     pub switch: Wrk,
+    pub usage: Wrk,
     pub create_floor: FloorPair,
     pub switch_floor: FloorPair,
+    pub replace_floor: FloorPair,
+    /// The change feed (for N ≥ 10,000).
+    pub feed: Option<FeedRun>,
 }
 
 /// Everything measured on the service at one N.
@@ -183,7 +196,20 @@ pub fn run(opts: &Opts, root: &Path) -> Result<()> {
                 &scrape(port),
                 None,
             ));
-            let list32 = b.wrk(&tag("list-32"), port, "/sessions", 32, "report.lua", &[])?;
+            let (list32, list32_peak) = service.peak_rss_during(|| {
+                b.wrk(&tag("list-32"), port, "/sessions", 32, "report.lua", &[])
+            });
+            let list32 = list32?;
+            eprintln!(
+                "bench: {}: peak RSS {:.1} MiB",
+                tag("list-32"),
+                list32_peak as f64 / 1024.0
+            );
+            let page_path = format!("/sessions?limit={PAGE}&after={}", cursor(n / 2)?);
+            if probe(port, &page_path) != Some(200) {
+                return Err(format!("GET {page_path} did not answer 200").into());
+            }
+            let page = b.wrk(&tag("page"), port, &page_path, 1, "report.lua", &[])?;
             prefill(&floor_dir, n)?;
             let create_floor = FloorPair {
                 four: b.floor(&floor_dir, "create", 4)?,
@@ -227,6 +253,23 @@ pub fn run(opts: &Opts, root: &Path) -> Result<()> {
                 &scrape(port),
                 Some("switch"),
             ));
+            let replace_floor = FloorPair {
+                four: b.floor(&floor_dir, "replace", 4)?,
+                one: b.floor(&floor_dir, "replace", 1)?,
+            };
+            let usage = b.wrk(
+                &tag("usage"),
+                port,
+                "/",
+                4,
+                "usage.lua",
+                &[&switch_count, "2", &format!("u{n}")],
+            )?;
+            let feed = if n >= FEED_FROM {
+                Some(b.feed(&tag("feed"), port, n)?)
+            } else {
+                None
+            };
             scenarios = Some(Scenarios {
                 get_n100,
                 hello32: Wrk::pool(&hello32a, &hello32b),
@@ -237,10 +280,15 @@ pub fn run(opts: &Opts, root: &Path) -> Result<()> {
                 hot,
                 list1,
                 list32,
+                list32_peak,
+                page,
                 create,
                 switch,
+                usage,
                 create_floor,
                 switch_floor,
+                replace_floor,
+                feed,
             });
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Result;
@@ -19,6 +20,8 @@ pub const STARTS: usize = 3;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest a stop may take (the service's grace period is 20 s) before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(25);
+/// How often the peak resident memory is sampled during a load.
+const RSS_SAMPLE: Duration = Duration::from_millis(5);
 pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 impl Bench {
@@ -109,12 +112,30 @@ impl Server {
 
     /// Resident memory (VmRSS) in KiB.
     pub fn rss_kib(&self) -> Result<u64> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| "no VmRSS in /proc/PID/status".into())
+        rss_kib(self.child.id())
+    }
+
+    /// Runs `load` while a thread reads the server's VmRSS every [`RSS_SAMPLE`]; what
+    /// `load` returns, and the highest VmRSS seen (KiB). Sampled rather than VmHWM,
+    /// which would include start-up and every load before this one.
+    pub fn peak_rss_during<T>(&self, load: impl FnOnce() -> T) -> (T, u64) {
+        let pid = self.child.id();
+        let done = AtomicBool::new(false);
+        let peak = AtomicU64::new(rss_kib(pid).unwrap_or(0));
+        let result = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok(kib) = rss_kib(pid) {
+                        peak.fetch_max(kib, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(RSS_SAMPLE);
+                }
+            });
+            let result = load();
+            done.store(true, Ordering::Relaxed);
+            result
+        });
+        (result, peak.into_inner())
     }
 
     /// SIGTERM, then waits (bounded) for the exit; SIGKILL if it does not come.
@@ -148,6 +169,16 @@ impl Drop for Server {
     }
 }
 
+/// A process's resident memory (VmRSS) in KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc/PID/status".into())
+}
+
 /// A port nobody listens on right now (bound on loopback, then released).
 fn free_port() -> io::Result<u16> {
     let listener = TcpListener::bind(SocketAddrV4::new(LOOPBACK, 0))?;
@@ -156,7 +187,7 @@ fn free_port() -> io::Result<u16> {
 
 /// One HTTP/1.1 GET on a fresh connection; the status code, or None if it cannot connect
 /// or gets no status line.
-fn probe(port: u16, path: &str) -> Option<u16> {
+pub fn probe(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(SocketAddrV4::new(LOOPBACK, port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     stream.set_nodelay(true).ok()?;

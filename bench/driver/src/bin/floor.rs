@@ -1,6 +1,7 @@
 //! The durable-write floor of the benchmark (`bench/run`): only the file operations of
-//! one durable create and of one durable switch, as `src/store/fsio.rs` does them, with
-//! no HTTP and no service logic, on `threads` threads at once for a fixed time.
+//! one durable create, of one durable switch, or of one file replace, as
+//! `src/store/fsio.rs` does them, with no HTTP and no service logic, on `threads` threads
+//! at once for a fixed time.
 //!
 //! - create: a temp directory holding two files (`persona.json`, `metadata.json`), each
 //!   written and fsynced; the directory fsynced; `renameat2(RENAME_NOREPLACE)` into
@@ -8,8 +9,12 @@
 //! - switch: three file replaces (`.current.json` in the parent, then two sessions'
 //!   `metadata.json`), each a temp file written and fsynced, renamed over the target,
 //!   and its directory fsynced.
+//! - replace: one file replace (a session's `metadata.json`: temp file written and
+//!   fsynced, renamed over the target, its directory fsynced), what one usage report
+//!   (`POST /sessions/{name}/usage`) or one `PATCH` writes. Each thread replaces the
+//!   file of a session of its own.
 //!
-//! Usage: `floor <dir> <create|switch> <threads> <seconds>`. `dir` stands for the
+//! Usage: `floor <dir> <create|switch|replace> <threads> <seconds>`. `dir` stands for the
 //! sessions directory: it must exist, on the filesystem under test, and may already hold
 //! entries (`bench/run` fills it with as many as the store it compares with). Every
 //! name this run writes in it starts with `r<pid>`. Prints one line:
@@ -30,18 +35,32 @@ const PERSONA: &[u8] = include_bytes!("../../../../personas/default.json");
 enum Op {
     Create,
     Switch,
+    Replace,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Switch => "switch",
+            Op::Replace => "replace",
+        }
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let [_, dir, op, threads, seconds] = args.as_slice() else {
-        return Err("usage: floor <dir> <create|switch> <threads> <seconds>".into());
+        return Err("usage: floor <dir> <create|switch|replace> <threads> <seconds>".into());
     };
     let parent = PathBuf::from(dir);
     let op = match op.as_str() {
         "create" => Op::Create,
         "switch" => Op::Switch,
-        other => return Err(format!("unknown operation {other:?}: create or switch").into()),
+        "replace" => Op::Replace,
+        other => {
+            return Err(format!("unknown operation {other:?}: create, switch or replace").into());
+        }
     };
     let threads: usize = threads.parse()?;
     let duration = Duration::from_secs_f64(seconds.parse()?);
@@ -50,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let run = format!("r{}", std::process::id());
-    if op == Op::Switch {
+    if op != Op::Create {
         replace_file(&parent, ".current.json", &pointer("none"), &run)?;
         for t in 0..threads {
             for side in ["a", "b"] {
@@ -96,7 +115,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!(
         "FLOOR op={} threads={threads} ops={ops} secs={elapsed:.3} ops_per_sec={:.1} p50_us={} p99_us={}",
-        if op == Op::Create { "create" } else { "switch" },
+        op.name(),
         ops as f64 / elapsed,
         pct(50.0),
         pct(99.0),
@@ -129,6 +148,11 @@ fn run_thread(op: Op, parent: &Path, thread: &str, deadline: Instant) -> io::Res
                 )?;
                 let target = parent.join(&name);
                 replace_file(&target, "metadata.json", &metadata(&name, "active"), &tag)?;
+            }
+            Op::Replace => {
+                let session = parent.join(format!("{thread}a"));
+                let name = format!("{thread}a");
+                replace_file(&session, "metadata.json", &metadata(&name, "idle"), &tag)?;
             }
         }
         latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
