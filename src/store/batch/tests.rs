@@ -16,6 +16,10 @@ use crate::store::{Change, IfMatch, Store, Subject, Switched, Version};
 
 type Write = Pin<Box<dyn Future<Output = String> + Send>>;
 
+/// Held by each test here: they all switch, and one arms the failpoint switches meet
+/// (no other test of this binary switches).
+static SWITCHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -132,6 +136,7 @@ fn prepared(runtime: &Runtime, dir: &Path, sessions: &[&str]) -> Store {
 
 #[test]
 fn a_batch_answers_each_member_as_if_alone_and_announces_each_at_its_own_version() {
+    let _switching = lock(&SWITCHING);
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime();
     let sessions = ["a", "b", "c", "d"];
@@ -215,12 +220,13 @@ fn a_batch_answers_each_member_as_if_alone_and_announces_each_at_its_own_version
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_batch_whose_files_cannot_be_written_acknowledges_none_of_its_members() {
+    let _switching = lock(&SWITCHING);
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime();
     let sessions = ["a", "b", "c"];
     let store = prepared(&runtime, dir.path(), &sessions);
     let mut changes = store.subscribe();
-    // No other test of this binary switches, so the hit is this batch's.
+    // The hit is this batch's: see `SWITCHING`.
     crate::store::failpoint::arm("switch-halfway=eio@1");
 
     let answers = one_batch(
@@ -261,4 +267,45 @@ fn a_batch_whose_files_cannot_be_written_acknowledges_none_of_its_members() {
         statuses(&store, dir.path(), &sessions),
         ["a suspended", "b active", "c suspended"]
     );
+}
+
+/// A write whose caller gave up (503) while it waited in the queue never starts, even
+/// though a batch runs it in company later.
+#[test]
+fn a_queued_write_whose_caller_gave_up_never_starts() {
+    let _switching = lock(&SWITCHING);
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let store = prepared(&runtime, dir.path(), &["a", "b"]);
+    drop(store);
+    let options = crate::store::Options {
+        write_timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let store = Store::open_with(dir.path(), options).unwrap();
+    let mut changes = store.subscribe();
+
+    let writer = lock(&store.shared.writer);
+    let answer = runtime.block_on(switch(&store, "b", None));
+    assert!(
+        answer.starts_with("error: Stalled { started: false"),
+        "{answer}"
+    );
+    // The next write leads a batch with the abandoned one still queued.
+    assert_eq!(lock(&store.batches.pending).queue.len(), 1);
+    drop(writer);
+    assert_eq!(
+        runtime.block_on(retitle(&store, "a", "still current")),
+        "titled a"
+    );
+
+    assert_eq!(store.current().unwrap().metadata.name, name("a"));
+    assert_eq!(
+        statuses(&store, dir.path(), &["a", "b"]),
+        ["a active", "b idle"]
+    );
+    let announced: Vec<String> = std::iter::from_fn(|| changes.try_recv().ok())
+        .map(|c| described(&c, c.version))
+        .collect();
+    assert_eq!(announced, ["+0 Updated a"]);
 }
