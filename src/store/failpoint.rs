@@ -40,6 +40,8 @@ pub fn hit(_step: Step) -> std::io::Result<()> {
     Ok(())
 }
 
+#[cfg(all(test, feature = "failpoints"))]
+pub use armed::arm;
 #[cfg(feature = "failpoints")]
 pub use armed::hit;
 
@@ -98,6 +100,14 @@ mod armed {
                 &std::env::var("SESSION_MANAGER_FAILPOINTS").unwrap_or_default(),
             ))
         })
+    }
+
+    /// Arms `spec` (the syntax of `SESSION_MANAGER_FAILPOINTS`) in this process, for
+    /// the store's own tests.
+    #[cfg(test)]
+    pub fn arm(spec: &str) {
+        let mut table = table().lock().unwrap_or_else(|e| e.into_inner());
+        table.extend(parse(spec));
     }
 
     pub fn hit(step: Step) -> io::Result<()> {

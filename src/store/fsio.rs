@@ -206,18 +206,45 @@ fn write_new_at(dir: impl AsFd, name: &str, bytes: &[u8]) -> io::Result<()> {
 /// it, rename it over the target (a symlink planted there is replaced, not followed),
 /// fsync the directory.
 pub fn replace_at(dir: BorrowedFd<'_>, file_name: &str, bytes: &[u8]) -> io::Result<()> {
+    let temp = prepare_replace_at(dir, file_name, bytes)?;
+    commit_replace_at(dir, &temp, file_name)
+}
+
+/// The first half of [`replace_at`]: the new content in a temp file of `dir`, fsynced.
+/// Returns the temp file's name, for [`commit_replace_at`] or [`discard_at`].
+pub fn prepare_replace_at(
+    dir: BorrowedFd<'_>,
+    file_name: &str,
+    bytes: &[u8],
+) -> io::Result<String> {
     let temp = temp_name(file_name);
-    let written = write_new_at(dir, &temp, bytes).and_then(|()| {
-        rustix::fs::renameat(dir, &temp, dir, file_name)?;
-        failpoint::hit(Step::Renamed)
-    });
-    if written.is_err() {
-        // Leave nothing half-written behind; the target is untouched.
-        let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+    match write_new_at(dir, &temp, bytes) {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            discard_at(dir, &temp);
+            Err(e)
+        }
     }
-    written?;
+}
+
+/// The second half of [`replace_at`]: renames the prepared `temp` over `file_name` and
+/// fsyncs the directory.
+pub fn commit_replace_at(dir: BorrowedFd<'_>, temp: &str, file_name: &str) -> io::Result<()> {
+    let renamed = rustix::fs::renameat(dir, temp, dir, file_name)
+        .map_err(io::Error::from)
+        .and_then(|()| failpoint::hit(Step::Renamed));
+    if renamed.is_err() {
+        // Leave nothing half-written behind; the target is untouched.
+        discard_at(dir, temp);
+    }
+    renamed?;
     sync(dir)?;
     failpoint::hit(Step::DirSynced)
+}
+
+/// Removes a prepared temp file that will not be committed, at best.
+pub fn discard_at(dir: BorrowedFd<'_>, temp: &str) {
+    let _ = rustix::fs::unlinkat(dir, temp, AtFlags::empty());
 }
 
 /// Moves `dir/from`, a file that is already durable, over `dir/to`, then fsyncs the

@@ -40,7 +40,8 @@ pub fn archive_name(name: &SessionName, at: Timestamp) -> String {
 /// `.current.json`: which session is current, and, for the last switch, when it
 /// happened and from where. The switch is committed once this file is durable; if the
 /// process dies before the two metadata files follow, the next write or start-up
-/// finishes it (a switch is complete when the target's `last_active` equals `since`).
+/// finishes it (a switch is complete when the target's `last_active` equals `since` and
+/// `previous` is no longer active: a group commit writes the two files at once).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pointer {
     pub name: Option<SessionName>,

@@ -13,15 +13,18 @@
 //! - `archive`: the archived sessions: listed, restored, removed, purged;
 //! - [`events`]: the change type;
 //! - [`fsio`]: every durable file operation; `lock`: one writer per directory;
-//!   [`failpoint`]: named crash points for the tests.
+//!   [`failpoint`]: named crash points for the tests; `batch`: group commit.
 //!
 //! Reads are served from the index; they never touch the disk (except a session's
 //! `persona.json` and the archive, read on demand on the blocking pool) and never wait
-//! for a write's fsync. Writes run on the
-//! blocking pool, one at a time, and publish only what is durable, so the index always
-//! equals what is on disk.
+//! for a write's fsync. Writes run on the blocking pool, one transaction at a time, and
+//! publish only what is durable, so the index always equals what is on disk. Writes
+//! that only replace `metadata.json` files and the pointer (switches, patches, reports)
+//! are committed in batches (`batch`): one transaction runs every such write queued
+//! while the one before it was fsyncing, and writes each file once.
 
 mod archive;
+mod batch;
 mod bounded;
 mod error;
 pub mod events;
@@ -84,6 +87,8 @@ impl Default for Options {
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
+    /// Writes waiting to be committed together (see `batch`).
+    batches: Arc<batch::Batches>,
 }
 
 /// What the store can say about its storage, measured off the async workers.
@@ -141,6 +146,7 @@ impl Store {
             .collect::<std::collections::HashMap<_, _>>();
         let (events, _) = broadcast::channel(256);
         let store = Store {
+            batches: Default::default(),
             shared: Arc::new(Shared {
                 root,
                 index: RwLock::new(Index {
@@ -341,7 +347,7 @@ impl Store {
         patch: MetadataPatch,
         if_match: Option<IfMatch>,
     ) -> Result<Arc<Entry>, StoreError> {
-        self.write("update", move |tx| {
+        self.write_batched("update", move |tx| {
             tx.precondition(&name, if_match.as_ref())?;
             tx.update(&name, &patch)
         })
@@ -367,7 +373,7 @@ impl Store {
         name: SessionName,
         if_match: Option<IfMatch>,
     ) -> Result<Switched, StoreError> {
-        self.write("switch", move |tx| {
+        self.write_batched("switch", move |tx| {
             tx.precondition_current(if_match.as_ref())?;
             tx.switch(&name)
         })
@@ -375,7 +381,7 @@ impl Store {
     }
 
     pub async fn clear_current(&self, if_match: Option<IfMatch>) -> Result<Switched, StoreError> {
-        self.write("clear_current", move |tx| {
+        self.write_batched("clear_current", move |tx| {
             tx.precondition_current(if_match.as_ref())?;
             tx.clear_current()
         })

@@ -55,7 +55,7 @@ impl Tx<'_> {
         let Some(if_match) = if_match else {
             return Ok(());
         };
-        let (_, current) = self.index().current();
+        let current = self.current_version();
         if if_match.allows(current) {
             Ok(())
         } else {
@@ -98,7 +98,17 @@ impl Tx<'_> {
         let Some(since) = pointer.since else {
             return Ok(());
         };
-        if entry.metadata.last_active == since {
+        // Complete when the target carries the switch's time and the session it left is
+        // no longer active: a batch writes the two at once, so either may be missing.
+        let left_active = pointer
+            .previous
+            .as_ref()
+            .filter(|p| **p != target)
+            .is_some_and(|p| {
+                self.get(p)
+                    .is_ok_and(|e| e.metadata.status == Status::Active)
+            });
+        if entry.metadata.last_active == since && !left_active {
             return Ok(());
         }
         tracing::warn!(session = %target, previous = ?pointer.previous, "finishing an interrupted switch");
@@ -123,7 +133,9 @@ impl Tx<'_> {
                 other => other?,
             }
         }
-        failpoint::hit(failpoint::Step::SwitchHalfway)?;
+        if self.deferred.is_none() {
+            failpoint::hit(failpoint::Step::SwitchHalfway)?;
+        }
         self.set_status(target, Status::Active, Some(since))
     }
 

@@ -28,7 +28,7 @@ impl Store {
         parent: Option<ConversationId>,
         if_match: Option<IfMatch>,
     ) -> Result<(Arc<Entry>, bool), StoreError> {
-        self.write("report_conversation", move |tx| {
+        self.write_batched("report_conversation", move |tx| {
             tx.precondition(&name, if_match.as_ref())?;
             tx.report_conversation(&name, &init, parent)
         })
@@ -43,7 +43,7 @@ impl Store {
         result: ResultMessage,
         run: Option<String>,
     ) -> Result<(Arc<Entry>, Counted), StoreError> {
-        self.write("record_usage", move |tx| {
+        self.write_batched("record_usage", move |tx| {
             tx.record_usage(&name, &result, run.as_deref())
         })
         .await

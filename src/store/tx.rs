@@ -5,7 +5,9 @@
 //! Both locks are `std::sync` ones: they are never held across an `.await` (writes run
 //! inside `spawn_blocking`; readers copy out `Arc`s and let go), so an async mutex would
 //! only add cost. The writer mutex is held during fsync by design: writes to one
-//! directory are serialised, and the index lock, which readers take, is not.
+//! directory are serialised, and the index lock, which readers take, is not. Writes
+//! queued meanwhile share the next transaction (see `batch`), in which each stages at a
+//! version of its own ([`Tx::next_member`]) and the files are written at its end.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -63,10 +65,14 @@ impl Shared {
             shared: self,
             _writer: writer,
             version,
+            last_used: None,
+            marked: 0,
             sessions: HashMap::new(),
             skipped: Vec::new(),
             pointer: None,
+            pointer_version: version,
             changes: Vec::new(),
+            deferred: None,
         }
     }
 
@@ -91,6 +97,16 @@ impl Shared {
     }
 }
 
+/// What a batch writes at its end (see `batch`).
+pub(super) struct Deferred {
+    /// The current session on disk when the batch began.
+    pub base: Option<SessionName>,
+    /// Whether the pointer changed.
+    pub pointer: bool,
+    /// Each session's `metadata.json` in its final state, and its directory.
+    pub files: HashMap<SessionName, (OwnedFd, Vec<u8>)>,
+}
+
 /// A write transaction. It holds the writer mutex, so nothing else changes the index
 /// while it runs. What it writes durably is staged here and becomes visible to readers
 /// all at once, in [`Tx::publish`]: a reader sees a switch, which writes three files,
@@ -98,15 +114,23 @@ impl Shared {
 pub(super) struct Tx<'a> {
     pub shared: &'a Shared,
     _writer: MutexGuard<'a, ()>,
-    /// The version this transaction publishes at (the version of what it writes).
+    /// The version of what this transaction writes now: one per member of a batch.
     version: Version,
+    /// The last version a change was staged at, if any since the last publish.
+    last_used: Option<Version>,
+    /// How many changes were staged when the current member of a batch began.
+    marked: usize,
     /// Sessions written (`Some`) or removed (`None`), not yet published.
     sessions: HashMap<SessionName, Option<Arc<Entry>>>,
     /// Sessions found unfit while writing, not yet published as skipped.
     skipped: Vec<(SessionName, Skipped)>,
     pointer: Option<Pointer>,
+    /// The version `pointer` was staged at.
+    pointer_version: Version,
     /// Changes staged, announced in this order by `publish`.
     changes: Vec<Change>,
+    /// In a batch, the files to write at its end instead of at once (see `batch`).
+    pub(super) deferred: Option<Deferred>,
 }
 
 impl Tx<'_> {
@@ -201,6 +225,9 @@ impl Tx<'_> {
     /// Stages the removal of a session, after its directory has left the tree (or was
     /// found unfit): `kind` says which.
     pub fn stage_removal(&mut self, kind: ChangeKind, name: &SessionName) {
+        if let Some(deferred) = &mut self.deferred {
+            deferred.files.remove(name);
+        }
         self.sessions.insert(name.clone(), None);
         self.announce(kind, Subject::Gone(name.clone()));
     }
@@ -214,10 +241,32 @@ impl Tx<'_> {
         };
         self.announce(ChangeKind::CurrentChanged, subject);
         self.pointer = Some(pointer);
+        self.pointer_version = self.version;
+    }
+
+    /// The version of `/sessions/active` as this transaction sees it (see
+    /// [`Index::current`]).
+    pub fn current_version(&self) -> Version {
+        let pointer_version = match &self.pointer {
+            Some(_) => self.pointer_version,
+            None => self.index().pointer_version,
+        };
+        let entry = self.pointer().name.and_then(|name| self.get(&name).ok());
+        entry.map_or(pointer_version, |e| e.version.max(pointer_version))
+    }
+
+    /// Starts the next member of a batch: what it stages gets a version of its own,
+    /// unless the members before it staged nothing.
+    pub fn next_member(&mut self) {
+        if self.changes.len() > self.marked {
+            self.version.seq += 1;
+            self.marked = self.changes.len();
+        }
     }
 
     /// Stages the announcement of a change, made at this transaction's version.
     fn announce(&mut self, kind: ChangeKind, subject: Subject) {
+        self.last_used = Some(self.version);
         self.changes.push(Change {
             version: self.version,
             kind,
@@ -229,11 +278,11 @@ impl Tx<'_> {
     /// it: every change to the store's state passes through here, after its files are
     /// on disk.
     pub fn publish(&mut self) {
-        if self.changes.is_empty() {
+        let Some(last) = self.last_used.take().filter(|_| !self.changes.is_empty()) else {
             return;
-        }
+        };
         let mut index = self.shared.index.write().unwrap_or_else(|e| e.into_inner());
-        index.seq = self.version.seq;
+        index.seq = last.seq;
         for (name, entry) in self.sessions.drain() {
             match entry {
                 Some(entry) => index.put(entry),
@@ -245,13 +294,24 @@ impl Tx<'_> {
         }
         if let Some(pointer) = self.pointer.take() {
             index.pointer = pointer;
-            index.pointer_version = self.version;
+            index.pointer_version = self.pointer_version;
         }
         drop(index);
         for change in self.changes.drain(..) {
             let _ = self.shared.events.send(change);
         }
-        self.version.seq += 1;
+        self.version.seq = last.seq + 1;
+        self.marked = 0;
+    }
+
+    /// Forgets what this transaction staged but did not make durable (the writes of a
+    /// batch whose files could not all be written); what it found (sessions gone or
+    /// unfit) stays.
+    pub fn discard_staged(&mut self) {
+        self.sessions.retain(|_, entry| entry.is_none());
+        self.pointer = None;
+        self.changes
+            .retain(|change| matches!(change.subject, Subject::Gone(_)));
     }
 
     /// Replaces a session's `metadata.json` durably and stages the new state.
@@ -261,28 +321,48 @@ impl Tx<'_> {
         kind: ChangeKind,
     ) -> Result<Arc<Entry>, StoreError> {
         let dir = self.open_session(&metadata.name)?;
-        fsio::replace_at(dir.as_fd(), METADATA_FILE, &fsio::to_json_bytes(&metadata)?)?;
+        let bytes = fsio::to_json_bytes(&metadata)?;
+        match &mut self.deferred {
+            Some(deferred) => {
+                deferred.files.insert(metadata.name.clone(), (dir, bytes));
+            }
+            None => fsio::replace_at(dir.as_fd(), METADATA_FILE, &bytes)?,
+        }
         Ok(self.stage(kind, metadata))
     }
 
-    /// Replaces `.current.json` durably and stages the new pointer.
-    pub fn write_pointer(&mut self, pointer: Pointer) -> Result<(), StoreError> {
-        fsio::replace_at(
-            self.shared.root.fd(),
-            CURRENT_FILE,
-            &fsio::to_json_bytes(&pointer)?,
-        )?;
+    /// Replaces `.current.json` durably and stages the new pointer. In a batch, the
+    /// pointer a switch leaves names as `previous` the session that was current on disk
+    /// when the batch began: the one a crash before the batch's end must suspend.
+    pub fn write_pointer(&mut self, mut pointer: Pointer) -> Result<(), StoreError> {
+        match &mut self.deferred {
+            Some(deferred) => {
+                if pointer.since.is_some() {
+                    pointer.previous = deferred.base.clone();
+                }
+                deferred.pointer = true;
+            }
+            None => fsio::replace_at(
+                self.shared.root.fd(),
+                CURRENT_FILE,
+                &fsio::to_json_bytes(&pointer)?,
+            )?,
+        }
         self.stage_pointer(pointer);
         Ok(())
     }
 
     /// Remembers whether the storage took the last write, for `/healthz`.
     pub fn record_outcome<T>(&mut self, result: &Result<T, StoreError>) {
-        let problem = match result {
-            Err(e) if e.is_storage_failure() => Some(e.to_string()),
-            Err(_) => return,
-            Ok(_) => None,
-        };
+        match result {
+            Err(e) if e.is_storage_failure() => self.record_problem(Some(e.to_string())),
+            Err(_) => {}
+            Ok(_) => self.record_problem(None),
+        }
+    }
+
+    /// Remembers the storage's last problem (`None`: the last write went through).
+    pub fn record_problem(&mut self, problem: Option<String>) {
         let mut index = self.shared.index.write().unwrap_or_else(|e| e.into_inner());
         if index.last_write_error != problem {
             index.last_write_error = problem;

@@ -126,13 +126,16 @@ impl Write {
                 steps.extend(REPLACE);
                 2
             }
-            // The pointer (the commit point), the previous session, halfway, the target.
+            // The three temp files written and fsynced together (each on its own
+            // thread, so which meets a step first varies), then the pointer's rename
+            // (the commit point), halfway, and the two sessions' renames together.
             Write::Switch => {
-                steps.extend(REPLACE);
-                steps.extend(REPLACE);
-                steps.push("switch-halfway");
-                steps.extend(REPLACE);
-                2
+                for _ in 0..3 {
+                    steps.extend(["temp-written", "temp-synced"]);
+                }
+                steps.extend(["renamed", "dir-synced", "switch-halfway"]);
+                steps.extend(["renamed", "dir-synced", "renamed", "dir-synced"]);
+                6
             }
             // The staged persona, the metadata (the commit point), the move into place.
             Write::PersonaReplace => {
