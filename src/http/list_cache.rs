@@ -178,6 +178,10 @@ impl ListCache {
         if let Some(body) = self.cached(store, slot) {
             return body;
         }
+        // The cached body is stale for every list from now on (its version or second has
+        // passed): let it go before building, so that its chunks, once no answer still
+        // sends them, are reused for the new body rather than held beside it.
+        drop(self.slots()[slot].take());
         let (body, built) = build(store, filter);
         let mut slots = self.slots();
         if slots[slot]
