@@ -4,7 +4,7 @@
 //! At 100,000 sessions a list is about 20 MiB of JSON. So that concurrent lists cost one
 //! body, not one each: at most one list is built at a time, a list that finds one being
 //! built waits for it and takes it from the cache, and every answer is a reference to
-//! the same cached chunks. The body is built and sent in chunks of [`CHUNK`] bytes, not
+//! the same cached chunks. The body is built and sent in chunks of 64 KiB, not
 //! as one allocation: the allocator hands out memory of that size from its heap and
 //! takes it back for the next body, where one allocation of the whole body would be
 //! mapped, returned on free, and (glibc raises its mapping threshold to the size freed)
