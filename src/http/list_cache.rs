@@ -181,7 +181,8 @@ impl ListCache {
         // The cached body is stale for every list from now on (its version or second has
         // passed): let it go before building, so that its chunks, once no answer still
         // sends them, are reused for the new body rather than held beside it.
-        drop(self.slots()[slot].take());
+        let stale = self.slots()[slot].take();
+        drop(stale);
         let (body, built) = build(store, filter);
         let mut slots = self.slots();
         if slots[slot]
