@@ -7,8 +7,8 @@
 //! - [`state`]: the handle every handler gets;
 //! - [`routes`]: one module per resource (the operator's page, `routes::ui`, among
 //!   them), and the table the router is built from;
-//! - [`wire`]: the session's JSON (with the computed `dir`), the list's filters and
-//!   the cached list body;
+//! - [`wire`]: the session's JSON (with the computed `dir`) and the list's filters;
+//! - [`list_cache`]: the whole list's body, built in chunks, cached and shared;
 //! - [`listing`]: `GET /sessions`'s query: its filters, and its pages and their cursor;
 //! - [`feed`]: the change feed: the store's changes as server-sent events, with a ring
 //!   of the latest for clients that reconnect;
@@ -31,6 +31,7 @@ pub mod error;
 pub mod extract;
 pub mod feed;
 mod front;
+pub mod list_cache;
 pub mod listing;
 pub mod routes;
 pub mod security;

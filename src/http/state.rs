@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::feed::Feed;
+use super::list_cache::ListCache;
 use super::security::{Auth, HostGuard};
-use super::wire::ListCache;
 use crate::launch::LaunchConfig;
 use crate::personas::Personas;
 use crate::store::Store;

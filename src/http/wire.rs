@@ -1,12 +1,11 @@
 //! The session's wire format: its metadata plus what is computed at answer time — `dir`,
-//! `process` and `idle_seconds` ([`SessionJson`]) — and the body of `GET /sessions`,
-//! cached for as long as it stays true ([`ListCache`]).
+//! `process` and `idle_seconds` ([`SessionJson`]) — and the filters of `GET /sessions`
+//! ([`Filter`]; its cached body is `list_cache`'s).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::SystemTime;
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -219,7 +218,7 @@ impl Serialize for SessionJson {
             pid_recorded: m.pid_recorded,
             conversation: m.conversation,
             conversations: &m.conversations,
-            usage: m.usage.as_ref().map(UsageView::from),
+            usage: m.usage.as_deref().map(UsageView::from),
             budget_usd: m.budget_usd,
             last_report: m.last_report,
             title: m.title.as_ref().map(Title::as_str),
@@ -275,87 +274,12 @@ impl Filter {
     }
 
     /// Whether only `status` is given, the one filter whose answers are cached.
-    fn status_only(&self) -> bool {
+    pub(super) fn status_only(&self) -> bool {
         *self
             == Self {
                 status: self.status,
                 ..Self::default()
             }
-    }
-}
-
-/// `GET /sessions` in its JSON form, one slot per status filter, each tagged with the
-/// store version and the second it was built at: `process` and `idle_seconds` are
-/// computed, so a cached body is served within the second it was built in, only while no
-/// write has happened, and only while each process it shows is still as it shows it (a
-/// process ends without a write).
-#[derive(Debug, Default)]
-pub struct ListCache {
-    slots: Mutex<[Option<Arc<CachedList>>; 4]>,
-}
-
-#[derive(Debug)]
-struct CachedList {
-    version: Version,
-    second: u64,
-    body: Bytes,
-    /// The listed sessions that have a recorded process, and what the body says of it.
-    processes: Vec<(Arc<Entry>, Liveness)>,
-}
-
-impl ListCache {
-    /// The sessions `filter` selects, most recently active first, as a JSON array. A
-    /// list never shows less than what was acknowledged before it was asked for: every
-    /// change moves the store's version.
-    pub fn list_json(&self, store: &Store, filter: &Filter) -> Bytes {
-        let now = SystemTime::now();
-        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let cacheable = filter.status_only();
-        let slot = filter.status.map_or(0, |s| s as usize + 1);
-        let current = store.version();
-        if cacheable {
-            // Cloned out first: the processes are checked without the lock.
-            let cached = self.slots()[slot].clone();
-            if let Some(cached) = cached.filter(|c| {
-                c.version == current
-                    && c.second == second
-                    && c.processes.iter().all(|(e, l)| store.liveness(e) == *l)
-            }) {
-                return cached.body.clone();
-            }
-        }
-        let (version, entries) = store.list(filter.status);
-        let sessions: Vec<SessionJson> = entries
-            .into_iter()
-            .filter(|e| filter.keeps(&e.metadata, now))
-            .map(|e| SessionJson::at(store, e, now))
-            .filter(|s| filter.process.is_none_or(|p| s.process == p))
-            .collect();
-        let body = Bytes::from(serde_json::to_vec(&sessions).expect("sessions serialise"));
-        if cacheable {
-            let processes = sessions
-                .iter()
-                .filter(|s| s.metadata().pid.is_some())
-                .map(|s| (s.entry.clone(), s.process))
-                .collect();
-            let mut slots = self.slots();
-            if slots[slot]
-                .as_ref()
-                .is_none_or(|c| (c.version, c.second) < (version, second))
-            {
-                slots[slot] = Some(Arc::new(CachedList {
-                    version,
-                    second,
-                    body: body.clone(),
-                    processes,
-                }));
-            }
-        }
-        body
-    }
-
-    fn slots(&self) -> MutexGuard<'_, [Option<Arc<CachedList>>; 4]> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -67,7 +67,9 @@ pub struct Metadata {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conversations: Vec<Conversation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
+    /// Boxed: most sessions in the index have none, and it is larger than the rest of
+    /// the entry together.
+    pub usage: Option<Box<Usage>>,
     /// The most the session may cost; a launch spec is refused once usage reaches it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_usd: Option<Dollars>,
@@ -198,18 +200,20 @@ impl Metadata {
             return Counted::Duplicate;
         }
         let was_exhausted = self.budget_exhausted();
-        let usage = self.usage.get_or_insert_with(|| Usage {
-            cost_usd: Dollars::default(),
-            turns: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            cache_read_tokens: 0,
-            cache_creation_tokens: 0,
-            results: 0,
-            updated: now,
-            recent: Vec::new(),
-            runs: Vec::new(),
-            extra: Map::new(),
+        let usage = self.usage.get_or_insert_with(|| {
+            Box::new(Usage {
+                cost_usd: Dollars::default(),
+                turns: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cache_read_tokens: 0,
+                cache_creation_tokens: 0,
+                results: 0,
+                updated: now,
+                recent: Vec::new(),
+                runs: Vec::new(),
+                extra: Map::new(),
+            })
         });
         let cost = match run {
             Some(run) => usage.spent_since(run, result.total_cost_usd),

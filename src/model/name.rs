@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
@@ -91,9 +92,16 @@ fn describe(value: &str, what: &'static str, errors: &ValidationErrors) -> NameE
 macro_rules! name_type {
     ($(#[$doc:meta])* $type:ident, $what:literal, $extra:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(transparent)]
-        pub struct $type(String);
+        // A clone shares the text rather than copying it: the index holds each
+        // session's name three times (its metadata, its map key, its paging place).
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $type(Arc<str>);
+
+        impl Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
 
         impl $type {
             /// Checks `value` against the rules, saying which one it breaks.
@@ -101,7 +109,7 @@ macro_rules! name_type {
                 check(value, $what)?;
                 let extra: fn(&str) -> Result<(), NameError> = $extra;
                 extra(value)?;
-                Ok(Self(value.to_owned()))
+                Ok(Self(Arc::from(value)))
             }
 
             pub fn as_str(&self) -> &str {
@@ -124,7 +132,7 @@ macro_rules! name_type {
 
         impl AsRef<std::path::Path> for $type {
             fn as_ref(&self) -> &std::path::Path {
-                self.0.as_ref()
+                std::path::Path::new(&*self.0)
             }
         }
 
@@ -164,7 +172,7 @@ name_type!(
 impl PersonaKey {
     /// The key used when a session is created without a persona.
     pub fn default_key() -> Self {
-        Self(DEFAULT_PERSONA.to_owned())
+        Self(Arc::from(DEFAULT_PERSONA))
     }
 }
 

@@ -402,6 +402,26 @@ pub fn entries(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// Calls `each` with every name in `dir` but `.` and `..`, read with `getdents` straight
+/// from `dir`'s own position into `buf` (which a caller reuses from one directory to the
+/// next): for a directory just opened, its whole listing, without the reopen and the
+/// buffer [`entries`] allocates. `dir` is left at its end.
+pub fn each_entry(
+    dir: BorrowedFd<'_>,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    let mut listing = rustix::fs::RawDir::new(dir, buf);
+    while let Some(entry) = listing.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            each(name);
+        }
+    }
+    Ok(())
+}
+
 /// Creates, writes and removes a temp file in `dir`: whether it can be written now.
 pub fn write_probe(dir: BorrowedFd<'_>) -> io::Result<()> {
     let name = temp_name("probe");

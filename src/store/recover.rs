@@ -13,6 +13,7 @@ use super::fsio::{self, Refusal};
 use super::index::{Entry, Skipped, most_recent_first};
 use super::layout::{
     CURRENT_FILE, METADATA_FILE, OWN_ENTRIES, PENDING_PERSONA_FILE, PERSONA_FILE, Pointer,
+    RESTORE_FILE,
 };
 use super::lock::Root;
 use super::tx::Tx;
@@ -52,8 +53,10 @@ pub(super) fn scan(root: &Root, sweep: bool) -> Result<Scan, StoreError> {
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
+                    // One listing buffer per thread, reused for every session it reads.
+                    let mut buf = vec![std::mem::MaybeUninit::uninit(); LISTING_BUFFER];
                     part.iter()
-                        .map(|name| (name.clone(), read_session(fd, name)))
+                        .map(|name| (name.clone(), read_session(fd, name, &mut buf)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -85,15 +88,52 @@ pub(super) fn scan(root: &Root, sweep: bool) -> Result<Scan, StoreError> {
     })
 }
 
+/// The buffer a scan thread lists session directories with: a few entries fit many
+/// times over, and a directory with more takes more than one `getdents`.
+const LISTING_BUFFER: usize = 8 * 1024;
+
+/// What a session directory holds besides its files: what an interrupted write left.
+#[derive(Default)]
+struct Leftovers {
+    /// This service's temp files (a rewrite interrupted inside the session).
+    temps: Vec<String>,
+    /// A persona replacement that did not finish (`Tx::replace_persona`).
+    pending_persona: bool,
+    /// A restore that did not finish (`archive::finish_restore`).
+    restore: bool,
+}
+
 /// Reads one session directory, or says why it is not one. The reason names the kind of
-/// what is wrong, never the content of a file.
-fn read_session(root: BorrowedFd<'_>, file_name: &str) -> Result<Metadata, String> {
+/// what is wrong, never the content of a file. The directory is listed once, through
+/// the descriptor it is opened with, and only what that listing shows is repaired: no
+/// lookup of a name that is almost never there (this runs for every session at start).
+fn read_session(
+    root: BorrowedFd<'_>,
+    file_name: &str,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+) -> Result<Metadata, String> {
     let name = SessionName::parse(file_name).map_err(|e| format!("not a session: {e}"))?;
     let dir = fsio::open_dir_at(root, file_name).map_err(|e| match e {
         Refusal::WrongKind { is, .. } => format!("not a session: {is}, not a directory"),
         other => format!("the session directory {other}"),
     })?;
-    super::archive::finish_restore(dir.as_fd(), file_name);
+    let mut left = Leftovers::default();
+    fsio::each_entry(dir.as_fd(), buf, |entry| {
+        let Ok(entry) = std::str::from_utf8(entry) else {
+            return;
+        };
+        if is_own_temp(entry) {
+            left.temps.push(entry.to_owned());
+        } else if entry == PENDING_PERSONA_FILE {
+            left.pending_persona = true;
+        } else if entry == RESTORE_FILE {
+            left.restore = true;
+        }
+    })
+    .map_err(|e| format!("the session directory cannot be listed ({e})"))?;
+    if left.restore {
+        super::archive::finish_restore(dir.as_fd(), file_name);
+    }
     let bytes = fsio::read_capped_at(&dir, METADATA_FILE, BODY_LIMIT)
         .map_err(|e| format!("{METADATA_FILE} {e}"))?;
     let metadata = crate::model::metadata_from_disk(&bytes)
@@ -103,20 +143,13 @@ fn read_session(root: BorrowedFd<'_>, file_name: &str) -> Result<Metadata, Strin
             "{METADATA_FILE} names another session than its directory '{name}'"
         ));
     }
-    let mut pending = false;
-    let names = fsio::entries(dir.as_fd())
-        .map_err(|e| format!("the session directory cannot be listed ({e})"))?;
-    for entry in names {
-        if is_own_temp(&entry) {
-            // A rewrite interrupted inside the session leaves its temp file.
-            if rustix::fs::unlinkat(&dir, &entry, rustix::fs::AtFlags::empty()).is_ok() {
-                tracing::warn!(path = %format!("{file_name}/{entry}"), "removed a temporary file left by an interrupted write");
-            }
-        } else if entry == PENDING_PERSONA_FILE {
-            pending = true;
+    for entry in &left.temps {
+        // A rewrite interrupted inside the session leaves its temp file.
+        if rustix::fs::unlinkat(&dir, entry, rustix::fs::AtFlags::empty()).is_ok() {
+            tracing::warn!(path = %format!("{file_name}/{entry}"), "removed a temporary file left by an interrupted write");
         }
     }
-    if pending {
+    if left.pending_persona {
         settle_pending_persona(dir.as_fd(), file_name, &metadata)
             .map_err(|e| format!("an interrupted persona replacement cannot be settled ({e})"))?;
     }

@@ -289,3 +289,60 @@ async fn the_list_answers_each_write_as_soon_as_it_is_acknowledged() {
     println!("list after writes: 20 rounds, 80 writes, each listed at once");
     app.stop().await;
 }
+
+/// Lists asked for at once get the same answer, whole and with its length, however many
+/// pieces the service builds and sends a large list in; and a write between two lists
+/// shows in the second.
+#[tokio::test]
+async fn concurrent_whole_lists_agree_and_a_write_shows_in_the_next() {
+    let dirs = Dirs::new();
+    // Enough sessions that the list is several hundred KiB, sent in many pieces.
+    let title = "t".repeat(200);
+    for i in 0..1500 {
+        let name = format!("s{i:04}");
+        let mut metadata = python_metadata(
+            &name,
+            "2026-01-01T00:00:00.000000+00:00",
+            &format!("2026-01-02T00:00:00.{i:06}+00:00"),
+            "idle",
+        );
+        metadata["title"] = json!(title);
+        write_python_session(&dirs.sessions(), &name, &metadata);
+    }
+    let app = TestApp::spawn(&dirs).await;
+    let mut lists = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        lists.spawn(whole_list(app.url("/sessions")));
+    }
+    let bodies = lists.join_all().await;
+    let first: Value = serde_json::from_slice(&bodies[0]).unwrap();
+    assert!(bodies[0].len() > 300 * 1024, "{} bytes", bodies[0].len());
+    assert_eq!(first.as_array().unwrap().len(), 1500);
+    assert_eq!(first[0]["name"], "s1499", "most recently active first");
+    for body in &bodies[1..] {
+        let list: Value = serde_json::from_slice(body).unwrap();
+        // `idle_seconds` may differ between lists built in different seconds.
+        assert_eq!(
+            without_live_fields(list),
+            without_live_fields(first.clone())
+        );
+    }
+
+    let patched = app.patched("s0000", &json!({ "title": "renamed" })).await;
+    let after: Value = serde_json::from_slice(&whole_list(app.url("/sessions")).await).unwrap();
+    assert_eq!(
+        without_live_fields(entry(&after, "s0000").unwrap().clone()),
+        without_live_fields(patched)
+    );
+    app.stop().await;
+}
+
+/// `GET url`'s body, checked to be a 200 whose `Content-Length` is the body's length.
+async fn whole_list(url: String) -> bytes::Bytes {
+    let response = Client::new().get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let length = response.content_length();
+    let body = response.bytes().await.unwrap();
+    assert_eq!(length, Some(body.len() as u64), "Content-Length");
+    body
+}

@@ -133,8 +133,12 @@ pub async fn list(
     let Query(query) = query.map_err(|e| ApiError::BadFilter(e.body_text()))?;
     let filter = query.filter()?;
     let Some(paging) = query.paging()? else {
-        let body = state.lists.list_json(&state.store, &filter);
-        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+        let body = state.lists.list_json(&state.store, &filter).await;
+        return Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            body.into_body(),
+        )
+            .into_response());
     };
     let (sessions, next) = listing::page(&state.store, &filter, &paging);
     let mut response = Json(sessions).into_response();
