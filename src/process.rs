@@ -66,15 +66,19 @@ const KNOWN: usize = 4096;
 /// Checks processes against `/proc` (or answers `Unknown` for all, when off).
 ///
 /// A recorded process (pid and time of record) found gone stays gone: a pid given to
-/// another process later never makes it alive again. One found alive is held by a
+/// another process later never makes it alive again (not even one recorded without
+/// its time by an older writer, which a check of `/proc` alone would take for it). One found alive is held by a
 /// pidfd, which names that process and no other and turns readable when it ends. So
 /// after the first check of a process, a check is one `poll`, or nothing, instead of two
 /// reads of `/proc`, and is exact either way.
 #[derive(Debug, Clone)]
 pub struct Probe {
     proc: Option<&'static Path>,
-    known: Arc<Mutex<HashMap<(i64, Timestamp), Known>>>,
+    known: Arc<Mutex<HashMap<Recorded, Known>>>,
 }
+
+/// A recorded process: its pid, and when it was recorded (unknown for an older writer).
+type Recorded = (i64, Option<Timestamp>);
 
 /// What was found of a recorded process.
 #[derive(Debug)]
@@ -107,14 +111,12 @@ impl Probe {
         let Some(proc) = self.proc else {
             return Liveness::Unknown;
         };
-        let Some(at) = recorded else {
-            return check_proc(proc, pid, recorded);
-        };
+        let key = (pid, recorded);
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        match known.get(&(pid, at)) {
+        match known.get(&key) {
             Some(Known::Gone) => return Liveness::Gone,
             Some(Known::Held(pidfd)) if ended(pidfd) => {
-                known.insert((pid, at), Known::Gone);
+                known.insert(key, Known::Gone);
                 return Liveness::Gone;
             }
             Some(Known::Held(_)) => return Liveness::Alive,
@@ -142,7 +144,7 @@ impl Probe {
             Known::Gone => Liveness::Gone,
             Known::Held(_) => Liveness::Alive,
         };
-        known.insert((pid, at), found);
+        known.insert(key, found);
         liveness
     }
 }
