@@ -30,8 +30,11 @@ pub const FEED_SUBSCRIBERS: usize = 64;
 pub const FEED_HISTORY: usize = 1024;
 /// How many events a feed client may fall behind before it is told to resync.
 pub const FEED_BACKLOG: usize = 1024;
-/// How long an idle feed waits before it sends a keep-alive comment.
+/// How often a feed sends a keep-alive comment.
 pub const FEED_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The least time between two writes to one feed client while events keep coming:
+/// those within it go together (see `http::feed`).
+pub const FEED_GAP: Duration = Duration::from_millis(4);
 /// How long, once shutdown began, a feed's connection may take to send the feed's end
 /// before it is closed (its client reads nothing).
 pub const FEED_END_GRACE: Duration = Duration::from_secs(1);

@@ -20,7 +20,7 @@ mod subscriber;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::response::sse::Event;
+use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Semaphore, broadcast, watch};
@@ -65,8 +65,8 @@ impl Resync {
 
     /// The event for one client alone: without an id, so that the client's
     /// `Last-Event-ID` stays the last event it did get.
-    fn event(self) -> Event {
-        Event::default().event(RESYNC).data(self.data())
+    fn event(self) -> Bytes {
+        ring::frame(None, RESYNC, &self.data())
     }
 }
 
@@ -191,11 +191,8 @@ impl Feed {
     fn publish(&self, kind: &str, data: &str) {
         let mut ring = lock(&self.ring);
         let n = ring.take_number();
-        let event = Event::default()
-            .id(format_id(self.epoch, n))
-            .event(kind)
-            .data(data);
-        let published = Arc::new(Published { n, event });
+        let frame = ring::frame(Some(&format_id(self.epoch, n)), kind, data);
+        let published = Arc::new(Published { n, frame });
         ring.push(published.clone());
         // No subscriber is no error.
         let _ = self.live.send(published);

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use axum::response::sse::Event;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::Resync;
 
@@ -14,8 +14,29 @@ use super::Resync;
 pub struct Published {
     /// Its number in this process: consecutive, so a client can see a gap.
     pub n: u64,
-    /// The whole SSE event: id, type and data.
-    pub event: Event,
+    /// The whole SSE event as sent: id, type and data.
+    pub frame: Bytes,
+}
+
+/// An SSE event as sent: its id (when it has one), its type, and its data, one `data:`
+/// line for each line of it, then the blank line that ends it.
+pub fn frame(id: Option<&str>, kind: &str, data: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(data.len() + kind.len() + 48);
+    if let Some(id) = id {
+        out.put_slice(b"id: ");
+        out.put_slice(id.as_bytes());
+        out.put_u8(b'\n');
+    }
+    out.put_slice(b"event: ");
+    out.put_slice(kind.as_bytes());
+    out.put_u8(b'\n');
+    for line in data.split('\n') {
+        out.put_slice(b"data: ");
+        out.put_slice(line.as_bytes());
+        out.put_u8(b'\n');
+    }
+    out.put_u8(b'\n');
+    out.freeze()
 }
 
 /// The latest events, oldest first, and the number the next one gets.
@@ -92,8 +113,8 @@ mod tests {
         let mut ring = Ring::new(capacity);
         for _ in 0..count {
             let n = ring.take_number();
-            let event = Event::default().id(n.to_string());
-            ring.push(Arc::new(Published { n, event }));
+            let frame = frame(Some(&n.to_string()), "test", "{}");
+            ring.push(Arc::new(Published { n, frame }));
         }
         ring
     }
@@ -145,5 +166,17 @@ mod tests {
         assert_eq!(ring.after(0).unwrap_err(), Resync::UnknownId);
         let empty = Ring::new(4);
         assert_eq!(empty.after(1).unwrap_err(), Resync::UnknownId);
+    }
+
+    #[test]
+    fn a_frame_has_its_fields_and_one_data_line_per_line() {
+        assert_eq!(
+            frame(Some("a-1"), "session.updated", "{}"),
+            "id: a-1\nevent: session.updated\ndata: {}\n\n"
+        );
+        assert_eq!(
+            frame(None, "resync", "x\ny"),
+            "event: resync\ndata: x\ndata: y\n\n"
+        );
     }
 }

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use axum::body::BodyDataStream;
-use axum::response::IntoResponse;
-use axum::response::sse::Sse;
+use axum::body::{Body, BodyDataStream};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -18,21 +16,31 @@ fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-/// The subscription's bytes, as the server would send them.
-fn body(subscription: Subscription) -> BodyDataStream {
-    Sse::new(subscription.into_stream())
-        .into_response()
-        .into_body()
-        .into_data_stream()
+/// The subscription's bytes, as the server would send them, and what was read of them
+/// but not yet taken as events.
+struct Frames {
+    body: BodyDataStream,
+    read: String,
+}
+
+fn body(subscription: Subscription) -> Frames {
+    Frames {
+        body: Body::from_stream(subscription.into_stream()).into_data_stream(),
+        read: String::new(),
+    }
 }
 
 /// One SSE event's fields, from its frame; `None` when the stream has ended.
-async fn next(body: &mut BodyDataStream) -> Option<(Option<String>, String, Value)> {
-    let frame = tokio::time::timeout(Duration::from_secs(5), body.next())
-        .await
-        .expect("an event within 5 s")?
-        .unwrap();
-    let text = String::from_utf8(frame.to_vec()).unwrap();
+async fn next(frames: &mut Frames) -> Option<(Option<String>, String, Value)> {
+    while !frames.read.contains("\n\n") {
+        let write = tokio::time::timeout(Duration::from_secs(5), frames.body.next())
+            .await
+            .expect("an event within 5 s")?
+            .unwrap();
+        frames.read.push_str(std::str::from_utf8(&write).unwrap());
+    }
+    let end = frames.read.find("\n\n").unwrap() + 2;
+    let text: String = frames.read.drain(..end).collect();
     let field = |name: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
@@ -140,4 +148,33 @@ async fn a_switch_names_the_previous_and_the_new_current_session() {
     let data: Value =
         serde_json::from_str(&render(&gone("b", 4), store.dir(), store.probe())).unwrap();
     assert_eq!(data, serde_json::json!({"name": "b", "version": "1-4"}));
+}
+
+/// An event after a quiet spell is written at once, alone; those that come within the
+/// gap after a write go together in the next one, in order.
+#[tokio::test(start_paused = true)]
+async fn events_that_come_fast_are_written_together() {
+    let (_dir, store) = store();
+    let feed = Feed::with_caps(&store, 16, 16, 8);
+    let mut writes = Body::from_stream(feed.subscribe(None).unwrap().into_stream())
+        .into_data_stream();
+    let mut next_write = async || {
+        let write = writes.next().await.unwrap().unwrap();
+        let text = String::from_utf8(write.to_vec()).unwrap();
+        text.lines()
+            .filter_map(|line| line.strip_prefix("id: "))
+            .map(|id| parse_id(id).unwrap().1)
+            .collect::<Vec<_>>()
+    };
+    feed.publish("session.updated", "{}");
+    assert_eq!(next_write().await, [1]);
+    for _ in 0..3 {
+        feed.publish("session.updated", "{}");
+    }
+    assert_eq!(next_write().await, [2, 3, 4]);
+    tokio::time::sleep(crate::limits::FEED_GAP * 2).await;
+    feed.publish("session.updated", "{}");
+    let started = tokio::time::Instant::now();
+    assert_eq!(next_write().await, [5]);
+    assert_eq!(started.elapsed(), Duration::ZERO, "after a quiet spell, at once");
 }

@@ -1,14 +1,13 @@
 //! `/events`: the change feed, as server-sent events (the logic is in `http::feed`).
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName};
-use axum::response::sse::{KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::http::error::ApiError;
 use crate::http::feed::Refused;
 use crate::http::state::AppState;
-use crate::limits::FEED_KEEP_ALIVE;
 
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
@@ -28,8 +27,12 @@ pub async fn follow(
             Refused::Full(_) => ApiError::TooManySubscribers(refused.to_string()),
             Refused::Closing => ApiError::Unavailable(refused.to_string()),
         })?;
-    let keep_alive = KeepAlive::new().interval(FEED_KEEP_ALIVE);
-    Ok(Sse::new(subscription.into_stream())
-        .keep_alive(keep_alive)
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(subscription.into_stream()),
+    )
         .into_response())
 }
