@@ -75,9 +75,10 @@ impl Subscription {
     }
 
     /// The next write: the next event, and every one that follows it within
-    /// [`FEED_GAP`] of the last write; `None` once the feed closes.
+    /// [`FEED_GAP`] of the last write; `None` once the feed closes. The gap is waited
+    /// out before the next event is, so that a client busy with a fast feed wakes once
+    /// per write, not once per event.
     async fn next_write(&mut self) -> Option<Bytes> {
-        let first = self.next().await?;
         if let Some(written) = self.written {
             let closing = self.closing.wait_for(|closing| *closing);
             tokio::select! {
@@ -86,6 +87,7 @@ impl Subscription {
                 () = tokio::time::sleep_until(written + FEED_GAP) => {}
             }
         }
+        let first = self.next().await?;
         self.written = Some(Instant::now());
         let Some(second) = self.try_next() else {
             return Some(first);
