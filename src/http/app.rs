@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{StatusCode, header};
-use axum::middleware;
 use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -42,10 +41,7 @@ pub fn router(state: AppState) -> Router {
             Access::Token => protected = protected.route(path, methods),
         }
     }
-    let protected = protected.route_layer(middleware::from_fn_with_state(
-        state.auth.clone(),
-        security::require_token,
-    ));
+    let protected = protected.route_layer(security::RequireTokenLayer(state.auth.clone()));
     with_layers(public.merge(protected), state)
 }
 

@@ -4,7 +4,7 @@
 //! path.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -121,7 +121,17 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
+        // The raw parameters: percent-decoded already, without serde's String on the way.
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                tracing::debug!(cause = %rejection.body_text(), "path rejected");
+                ApiError::BadName(crate::model::NameError::Encoding)
+            })?;
+        let (_, raw) = params
+            .iter()
+            .next()
+            .ok_or(ApiError::BadName(crate::model::NameError::Encoding))?;
         Ok(Named(raw.parse()?))
     }
 }

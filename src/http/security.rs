@@ -2,15 +2,19 @@
 //! `Origin` checks that keep a web page the operator visits from reaching the service
 //! through DNS rebinding or a cross-site request (SPEC §5).
 
+use std::convert::Infallible;
+use std::future::{Ready, ready};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Version, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tower::{Layer, Service};
 
 use super::error::ApiError;
 
@@ -49,17 +53,53 @@ impl Auth {
     }
 }
 
-/// The middleware in front of every route that needs the token.
-pub async fn require_token(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
-    if auth.allows(req.headers()) {
-        return next.run(req).await;
+/// The layer in front of every route that needs the token: a service of its own rather
+/// than a middleware function, which would clone and box the route for each request.
+#[derive(Clone)]
+pub struct RequireTokenLayer(pub Arc<Auth>);
+
+impl<S> Layer<S> for RequireTokenLayer {
+    type Service = RequireToken<S>;
+
+    fn layer(&self, inner: S) -> RequireToken<S> {
+        RequireToken {
+            inner,
+            auth: self.0.clone(),
+        }
     }
-    let detail = if req.headers().contains_key(header::AUTHORIZATION) {
-        "the bearer token is wrong"
-    } else {
-        "this route needs 'Authorization: Bearer <token>'"
-    };
-    ApiError::Unauthorized(detail.to_owned()).into_response()
+}
+
+#[derive(Clone)]
+pub struct RequireToken<S> {
+    inner: S,
+    auth: Arc<Auth>,
+}
+
+impl<S> Service<Request> for RequireToken<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, Ready<Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if self.auth.allows(req.headers()) {
+            return Either::Left(self.inner.call(req));
+        }
+        let detail = if req.headers().contains_key(header::AUTHORIZATION) {
+            "the bearer token is wrong"
+        } else {
+            "this route needs 'Authorization: Bearer <token>'"
+        };
+        Either::Right(ready(Ok(
+            ApiError::Unauthorized(detail.to_owned()).into_response()
+        )))
+    }
 }
 
 /// Which names a request may use for this service in `Host` and `Origin`.

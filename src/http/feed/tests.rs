@@ -156,8 +156,8 @@ async fn a_switch_names_the_previous_and_the_new_current_session() {
 async fn events_that_come_fast_are_written_together() {
     let (_dir, store) = store();
     let feed = Feed::with_caps(&store, 16, 16, 8);
-    let mut writes = Body::from_stream(feed.subscribe(None).unwrap().into_stream())
-        .into_data_stream();
+    let mut writes =
+        Body::from_stream(feed.subscribe(None).unwrap().into_stream()).into_data_stream();
     let mut next_write = async || {
         let write = writes.next().await.unwrap().unwrap();
         let text = String::from_utf8(write.to_vec()).unwrap();
@@ -176,5 +176,9 @@ async fn events_that_come_fast_are_written_together() {
     feed.publish("session.updated", "{}");
     let started = tokio::time::Instant::now();
     assert_eq!(next_write().await, [5]);
-    assert_eq!(started.elapsed(), Duration::ZERO, "after a quiet spell, at once");
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "after a quiet spell, at once"
+    );
 }
