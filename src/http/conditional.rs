@@ -56,12 +56,20 @@ impl Tag {
 
 /// The `ETag` header of `tag`.
 pub fn etag(tag: impl Into<Tag>) -> HeaderValue {
+    use std::io::Write as _;
     let tag = tag.into();
-    let text = match tag.process {
-        Some(process) => format!("\"{}.{}\"", tag.version, process.as_str()),
-        None => format!("\"{}\"", tag.version),
+    // Written on the stack: a version is two numbers, a process one of four words.
+    let mut text = [0u8; 64];
+    let len = {
+        let mut rest = &mut text[..];
+        let written = match tag.process {
+            Some(process) => write!(rest, "\"{}.{}\"", tag.version, process.as_str()),
+            None => write!(rest, "\"{}\"", tag.version),
+        };
+        written.expect("a tag fits in 64 bytes");
+        64 - rest.len()
     };
-    HeaderValue::from_str(&text).expect("a tag is a valid header value")
+    HeaderValue::from_bytes(&text[..len]).expect("a tag is a valid header value")
 }
 
 /// The entity tags a header lists, or `None` for `*`. `weak` says whether weak tags

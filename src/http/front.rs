@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -215,8 +216,13 @@ impl SequentialIds {
             return id.clone();
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let id = HeaderValue::from_str(&format!("{:08x}-{n}", self.prefix))
-            .expect("hex digits, a dash and digits");
+        let mut text = [0u8; 32];
+        let len = {
+            let mut rest = &mut text[..];
+            write!(rest, "{:08x}-{n}", self.prefix).expect("at most 29 bytes");
+            32 - rest.len()
+        };
+        let id = HeaderValue::from_bytes(&text[..len]).expect("hex digits, a dash and digits");
         headers.insert(REQUEST_ID, id.clone());
         id
     }
