@@ -168,11 +168,9 @@ impl IfNoneMatch {
     }
 }
 
-/// `body` with the `ETag` of `tag`: the answer to a write, so the writer can make its
-/// next conditional request without reading again.
 impl IfNoneMatch {
     /// [`answer`](Self::answer) with a body already serialised to JSON.
-    pub fn answer_json(&self, tag: impl Into<Tag>, json: Vec<u8>) -> Response {
+    pub fn answer_json(&self, tag: impl Into<Tag>, json: impl Into<axum::body::Body>) -> Response {
         let tag = tag.into();
         let etag = (header::ETAG, etag(tag));
         if self.has(tag) {
@@ -182,11 +180,13 @@ impl IfNoneMatch {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            ([etag, json_type], json).into_response()
+            ([etag, json_type], json.into()).into_response()
         }
     }
 }
 
+/// `body` with the `ETag` of `tag`: the answer to a write, so the writer can make its
+/// next conditional request without reading again.
 pub fn tagged<T: Serialize>(tag: impl Into<Tag>, body: T) -> Response {
     ([(header::ETAG, etag(tag))], Json(body)).into_response()
 }

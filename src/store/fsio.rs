@@ -33,7 +33,7 @@ use crate::metrics::timed_fsync;
 mod identity;
 mod tree;
 
-pub use identity::{FileId, file_id_at};
+pub use identity::{FileId, dir_id, dir_id_at, file_id_at};
 pub use tree::{TreeSize, remove_tree_at, tree_size};
 
 /// Every temporary file or directory this service creates starts with this.

@@ -1,14 +1,17 @@
 //! A session's own `persona.json`: read without following a symlink and capped (the file
 //! lives where the CLI's shell can replace it), checked, and kept in memory with the
 //! identity of the file it came from ([`FileId`]), so that while the file is unchanged
-//! an answer costs a `stat`, not a read, a parse and a serialisation.
+//! an answer costs two `stat`s, not a read, a parse and a serialisation. The session
+//! directory it was read in is held open (at most [`KEPT`] of them): a kept file is
+//! checked by a `stat` in that directory, and another of the directory's own name, since
+//! a directory moved away and replaced is not the same one.
 //!
 //! A file that changed within the last [`SETTLED`] is not kept: its change time comes
 //! from a coarse clock, so a second write in the same tick could leave the same identity
 //! behind (the "racily clean" case); past that, any write moves it.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,40 +37,48 @@ pub struct SessionPersona {
     pub persona: Result<Persona, String>,
 }
 
-/// The personas read, by session, each with the identity of its file.
+/// The personas read, by session, each with the directory it was read in (held open)
+/// and the identity of its file.
 #[derive(Debug, Default)]
 pub struct PersonaCache {
-    kept: Mutex<HashMap<SessionName, (FileId, Arc<SessionPersona>)>>,
+    kept: Mutex<HashMap<SessionName, Arc<Kept>>>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    /// The session directory the file was read in, and its device and inode.
+    dir: OwnedFd,
+    dir_id: (u64, u64),
+    file: FileId,
+    persona: Arc<SessionPersona>,
 }
 
 impl PersonaCache {
-    /// The kept persona of `name`, if its file is still the one it was read from.
+    /// The kept persona of `name`, if the session's directory is still the one it was
+    /// read in, and its file still the one read: two `stat`s, neither following a
+    /// symlink.
     pub(super) fn get(
         &self,
         root: BorrowedFd<'_>,
         name: &SessionName,
     ) -> Option<Arc<SessionPersona>> {
-        let id = current_id(root, name)?;
-        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        kept.get(name)
-            .filter(|(kept_id, _)| *kept_id == id)
-            .map(|(_, persona)| persona.clone())
+        let kept = self.lock().get(name).cloned()?;
+        (fsio::dir_id_at(root, name.as_str()) == Some(kept.dir_id)
+            && fsio::file_id_at(kept.dir.as_fd(), PERSONA_FILE) == Some(kept.file))
+        .then(|| kept.persona.clone())
     }
 
-    fn keep(&self, name: &SessionName, id: FileId, persona: Arc<SessionPersona>) {
-        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.len() >= KEPT && !kept.contains_key(name) {
-            kept.clear();
+    fn keep(&self, name: &SessionName, kept: Kept) {
+        let mut all = self.lock();
+        if all.len() >= KEPT && !all.contains_key(name) {
+            all.clear();
         }
-        kept.insert(name.clone(), (id, persona));
+        all.insert(name.clone(), Arc::new(kept));
     }
-}
 
-/// The identity of the session's persona file now, if it is a regular file in a real
-/// directory.
-fn current_id(root: BorrowedFd<'_>, name: &SessionName) -> Option<FileId> {
-    let dir = fsio::open_dir_at(root, name.as_str()).ok()?;
-    fsio::file_id_at(dir.as_fd(), PERSONA_FILE)
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionName, Arc<Kept>>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Reads the session's `persona.json` in the sessions directory `root` (on the blocking
@@ -112,11 +123,21 @@ pub(super) fn read(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128);
-    if let Some(id) = before
-        && fsio::file_id_at(dir.as_fd(), PERSONA_FILE) == Some(id)
-        && now - id.changed_nanos() >= SETTLED
+    if let Some(file) = before
+        && fsio::file_id_at(dir.as_fd(), PERSONA_FILE) == Some(file)
+        && now - file.changed_nanos() >= SETTLED
+        && let Some(dir_id) = fsio::dir_id(&dir)
     {
-        cache.keep(name, id, persona.clone());
+        let persona = persona.clone();
+        cache.keep(
+            name,
+            Kept {
+                dir,
+                dir_id,
+                file,
+                persona,
+            },
+        );
     }
     Ok(persona)
 }

@@ -76,9 +76,25 @@ async fn a_kept_persona_follows_every_change_of_its_file() {
     std::fs::rename(&temp, &file).unwrap();
     answers_twice(&mut probe, &other).await;
 
-    // Swapped for a symlink, then a FIFO: refused as if never kept.
+    // The whole directory moved away and another put in its place.
     settle(&file);
     answers_twice(&mut probe, &other).await;
+    let session = dirs.sessions().join("a");
+    let moved = tempfile::tempdir().unwrap();
+    std::fs::rename(&session, moved.path().join("a")).unwrap();
+    std::fs::create_dir(&session).unwrap();
+    std::fs::copy(
+        moved.path().join("a/metadata.json"),
+        session.join("metadata.json"),
+    )
+    .unwrap();
+    let mut third = custom_persona();
+    third["name"] = json!("Put in place");
+    std::fs::write(&file, third.to_string()).unwrap();
+    settle(&file);
+    answers_twice(&mut probe, &third).await;
+
+    // Swapped for a symlink, then a FIFO: refused as if never kept.
     let outside = Outside::new();
     plant_symlink(&file, &outside.persona("persona.json"));
     let answer = probe.ask(Method::GET, "/sessions/a/persona", None).await;

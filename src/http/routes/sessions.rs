@@ -192,7 +192,7 @@ pub async fn persona(
         return Ok(if_none_match.answer(version, ()));
     }
     let persona = state.store.persona(&name).await?;
-    Ok(if_none_match.answer_json(version, persona.json.to_vec()))
+    Ok(if_none_match.answer_json(version, persona.json.clone()))
 }
 
 pub async fn replace_persona(

@@ -34,3 +34,16 @@ pub fn file_id_at(dir: impl AsFd, name: &str) -> Option<FileId> {
         ctime: (st.st_ctime, st.st_ctime_nsec as i64),
     })
 }
+
+/// The device and inode of the directory `name` in `parent`, if it is one (a symlink is
+/// not followed).
+pub fn dir_id_at(parent: impl AsFd, name: &str) -> Option<(u64, u64)> {
+    let st = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    (FileType::from_raw_mode(st.st_mode) == FileType::Directory).then_some((st.st_dev, st.st_ino))
+}
+
+/// The device and inode of an open directory.
+pub fn dir_id(dir: impl AsFd) -> Option<(u64, u64)> {
+    let st = rustix::fs::fstat(dir).ok()?;
+    Some((st.st_dev, st.st_ino))
+}
