@@ -665,6 +665,14 @@ async fn stray_temporary_entries_inside_a_session_are_removed_after_start() {
     std::fs::write(good.join(".tmp-metadata.json"), "{\"name\": \"go").unwrap();
     std::fs::write(good.join(".tmp-metadata.json.0123456789abcdef"), "{\"na").unwrap();
     std::fs::write(good.join(".tmp-persona.json"), "{\"na").unwrap();
+    // One that is a symlink is removed itself, never what it points to.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("kept"), "outside").unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("kept"),
+        good.join(".tmp-persona.json.1"),
+    )
+    .unwrap();
     // The Claude Code CLI's own files are never touched, whatever their names: one
     // with the same prefix but not named after a file of the store, and one deeper.
     std::fs::write(good.join(".tmp-settings.json.42"), "cli temp").unwrap();
@@ -685,6 +693,10 @@ async fn stray_temporary_entries_inside_a_session_are_removed_after_start() {
     ];
     let swept = eventually(|| dir_names(&good) == expected).await;
     assert!(swept, "left after the sweep: {:?}", dir_names(&good));
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("kept")).unwrap(),
+        "outside"
+    );
     assert_eq!(
         std::fs::read_to_string(good.join(".tmp-settings.json.42")).unwrap(),
         "cli temp"
