@@ -10,6 +10,7 @@
 //!   reports about a session's runs; `rename`: renaming a session, and finishing or
 //!   undoing an interrupted rename;
 //! - `recover`: the start-up scan and repair, and the resync after a failed write;
+//!   `sweep`: the removal of temp files inside session directories after start-up;
 //! - `archive`: the archived sessions: listed, restored, removed, purged;
 //! - [`events`]: the change type;
 //! - [`fsio`]: every durable file operation; `lock`: one writer per directory;
@@ -38,6 +39,7 @@ mod persona_file;
 mod recover;
 mod rename;
 mod reports;
+mod sweep;
 mod tx;
 
 use std::path::{Path, PathBuf};
@@ -122,7 +124,7 @@ impl Store {
         let path = std::fs::canonicalize(dir).map_err(open_error)?;
         let root = Root::lock(&path)?;
         rename::recover(&root)?;
-        let scan = recover::scan(&root, true)?;
+        let scan = recover::scan(&root, recover::Pass::Start)?;
         tracing::info!(
             dir = %path.display(),
             sessions = scan.sessions.len(),
@@ -179,6 +181,7 @@ impl Store {
         drop(tx);
         repaired?;
         store.sweep_archive();
+        sweep::start(&store.shared);
         Ok(store)
     }
 

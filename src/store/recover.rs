@@ -27,15 +27,25 @@ pub(super) struct Scan {
     pub pointer: Option<Pointer>,
 }
 
-/// Reads the sessions directory. `sweep` removes top-level temp entries too, which only
-/// start-up may do: while serving, a create builds its directory there outside the
-/// writer lock, and a health probe writes its file there. Temp files inside session
-/// directories are always removed: the caller holds the writer lock.
-pub(super) fn scan(root: &Root, sweep: bool) -> Result<Scan, StoreError> {
+/// When a scan runs, which decides what it may repair.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pass {
+    /// Before serving, alone in the directory: top-level temp entries are removed too.
+    /// Session directories are not listed: the temp files inside them are left to
+    /// [`super::sweep`], which runs once the service is up.
+    Start,
+    /// While serving, under the writer lock: top-level temp entries stay (a create
+    /// builds its directory there outside the writer lock, and a health probe writes
+    /// its file there); each session directory is listed and its temp files removed.
+    Resync,
+}
+
+/// Reads the sessions directory, repairing what `pass` may.
+pub(super) fn scan(root: &Root, pass: Pass) -> Result<Scan, StoreError> {
     let mut candidates = Vec::new();
     for name in fsio::entries(root.fd())? {
         if name.starts_with(fsio::TEMP_PREFIX) {
-            if sweep {
+            if pass == Pass::Start {
                 remove_temp(root, &name);
             }
         } else if !OWN_ENTRIES.contains(&name.as_str()) {
@@ -53,10 +63,16 @@ pub(super) fn scan(root: &Root, sweep: bool) -> Result<Scan, StoreError> {
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
-                    // One listing buffer per thread, reused for every session it reads.
-                    let mut buf = vec![std::mem::MaybeUninit::uninit(); LISTING_BUFFER];
+                    // One listing buffer per thread, reused for every session it lists.
+                    let mut buf = match pass {
+                        Pass::Start => Vec::new(),
+                        Pass::Resync => vec![std::mem::MaybeUninit::uninit(); LISTING_BUFFER],
+                    };
                     part.iter()
-                        .map(|name| (name.clone(), read_session(fd, name, &mut buf)))
+                        .map(|name| {
+                            let buf = (pass == Pass::Resync).then_some(buf.as_mut_slice());
+                            (name.clone(), read_session(fd, name, buf))
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -103,34 +119,65 @@ struct Leftovers {
     restore: bool,
 }
 
+impl Leftovers {
+    /// At start-up: only the two names that change what is served, each looked up
+    /// (absent, the normal case, is a negative lookup the kernel caches). Listing the
+    /// directory costs more than both on ext4, and the temp files it would find are
+    /// only garbage: [`super::sweep`] removes them once the service is up.
+    fn looked_up(dir: BorrowedFd<'_>) -> Result<Self, String> {
+        let present =
+            |name: &str| match rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            {
+                Ok(_) => Ok(true),
+                Err(rustix::io::Errno::NOENT) => Ok(false),
+                Err(e) => Err(format!("the session directory cannot be read ({e})")),
+            };
+        Ok(Self {
+            temps: Vec::new(),
+            restore: present(RESTORE_FILE)?,
+            pending_persona: present(PENDING_PERSONA_FILE)?,
+        })
+    }
+
+    /// While serving, under the writer lock: everything, temp files included, from one
+    /// listing.
+    fn listed(dir: BorrowedFd<'_>, buf: &mut [std::mem::MaybeUninit<u8>]) -> Result<Self, String> {
+        let mut left = Self::default();
+        fsio::each_entry(dir, buf, |entry| {
+            let Ok(entry) = std::str::from_utf8(entry) else {
+                return;
+            };
+            if is_own_temp(entry) {
+                left.temps.push(entry.to_owned());
+            } else if entry == PENDING_PERSONA_FILE {
+                left.pending_persona = true;
+            } else if entry == RESTORE_FILE {
+                left.restore = true;
+            }
+        })
+        .map_err(|e| format!("the session directory cannot be listed ({e})"))?;
+        Ok(left)
+    }
+}
+
 /// Reads one session directory, or says why it is not one. The reason names the kind of
-/// what is wrong, never the content of a file. The directory is listed once, through
-/// the descriptor it is opened with, and only what that listing shows is repaired: no
-/// lookup of a name that is almost never there (this runs for every session at start).
+/// what is wrong, never the content of a file. What an interrupted write left that
+/// changes what is served is settled first; `buf` is `None` at start-up (see
+/// [`Leftovers::looked_up`]), and otherwise the buffer the directory is listed with.
 fn read_session(
     root: BorrowedFd<'_>,
     file_name: &str,
-    buf: &mut [std::mem::MaybeUninit<u8>],
+    buf: Option<&mut [std::mem::MaybeUninit<u8>]>,
 ) -> Result<Metadata, String> {
     let name = SessionName::parse(file_name).map_err(|e| format!("not a session: {e}"))?;
     let dir = fsio::open_dir_at(root, file_name).map_err(|e| match e {
         Refusal::WrongKind { is, .. } => format!("not a session: {is}, not a directory"),
         other => format!("the session directory {other}"),
     })?;
-    let mut left = Leftovers::default();
-    fsio::each_entry(dir.as_fd(), buf, |entry| {
-        let Ok(entry) = std::str::from_utf8(entry) else {
-            return;
-        };
-        if is_own_temp(entry) {
-            left.temps.push(entry.to_owned());
-        } else if entry == PENDING_PERSONA_FILE {
-            left.pending_persona = true;
-        } else if entry == RESTORE_FILE {
-            left.restore = true;
-        }
-    })
-    .map_err(|e| format!("the session directory cannot be listed ({e})"))?;
+    let left = match buf {
+        None => Leftovers::looked_up(dir.as_fd())?,
+        Some(buf) => Leftovers::listed(dir.as_fd(), buf)?,
+    };
     if left.restore {
         super::archive::finish_restore(dir.as_fd(), file_name);
     }
@@ -143,12 +190,7 @@ fn read_session(
             "{METADATA_FILE} names another session than its directory '{name}'"
         ));
     }
-    for entry in &left.temps {
-        // A rewrite interrupted inside the session leaves its temp file.
-        if rustix::fs::unlinkat(&dir, entry, rustix::fs::AtFlags::empty()).is_ok() {
-            tracing::warn!(path = %format!("{file_name}/{entry}"), "removed a temporary file left by an interrupted write");
-        }
-    }
+    remove_temps(dir.as_fd(), file_name, &left.temps);
     if left.pending_persona {
         settle_pending_persona(dir.as_fd(), file_name, &metadata)
             .map_err(|e| format!("an interrupted persona replacement cannot be settled ({e})"))?;
@@ -156,9 +198,20 @@ fn read_session(
     Ok(metadata)
 }
 
+/// Removes `temps`, this service's temp files in the session directory `dir`: a rewrite
+/// interrupted inside the session leaves one. The caller holds the writer lock, since a
+/// write creates them there.
+pub(super) fn remove_temps(dir: BorrowedFd<'_>, file_name: &str, temps: &[String]) {
+    for entry in temps {
+        if rustix::fs::unlinkat(dir, entry.as_str(), rustix::fs::AtFlags::empty()).is_ok() {
+            tracing::warn!(path = %format!("{file_name}/{entry}"), "removed a temporary file left by an interrupted write");
+        }
+    }
+}
+
 /// Whether `entry`, in a session directory, is a temp file this service writes there
 /// (the session directory is shared with the CLI, whose entries are never touched).
-fn is_own_temp(entry: &str) -> bool {
+pub(super) fn is_own_temp(entry: &str) -> bool {
     entry.strip_prefix(fsio::TEMP_PREFIX).is_some_and(|rest| {
         [METADATA_FILE, PERSONA_FILE, PENDING_PERSONA_FILE]
             .iter()
@@ -264,7 +317,7 @@ pub(super) fn repair(tx: &mut Tx<'_>, had_pointer: bool) -> Result<(), StoreErro
 /// disk, and a switch committed there must not stay half done, so read the
 /// directory again and settle it, both at best: the storage is failing.
 pub(super) fn resync(tx: &mut Tx<'_>) {
-    let scan = match scan(tx.root(), false) {
+    let scan = match scan(tx.root(), Pass::Resync) {
         Ok(scan) => scan,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the sessions directory again after a failed write");

@@ -655,30 +655,54 @@ async fn stray_temporary_entries_at_the_top_level_are_removed_on_start() {
 }
 
 #[tokio::test]
-async fn stray_temporary_entries_inside_a_session_are_removed_on_start() {
+async fn stray_temporary_entries_inside_a_session_are_removed_after_start() {
     let dirs = Dirs::new();
     let sessions = dirs.sessions();
     good_session(&sessions);
     let good = sessions.join("good");
     // Left by an interrupted rewrite: the store writes a session's files through
-    // temp files with fixed names (src/store/fsio.rs, `temp_name`).
+    // temp files named after them (src/store/fsio.rs, `temp_name`).
     std::fs::write(good.join(".tmp-metadata.json"), "{\"name\": \"go").unwrap();
+    std::fs::write(good.join(".tmp-metadata.json.0123456789abcdef"), "{\"na").unwrap();
     std::fs::write(good.join(".tmp-persona.json"), "{\"na").unwrap();
-    // The Claude Code CLI's own files are never touched, whatever their names.
+    // One that is a symlink is removed itself, never what it points to.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("kept"), "outside").unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("kept"),
+        good.join(".tmp-persona.json.1"),
+    )
+    .unwrap();
+    // The Claude Code CLI's own files are never touched, whatever their names: one
+    // with the same prefix but not named after a file of the store, and one deeper.
+    std::fs::write(good.join(".tmp-settings.json.42"), "cli temp").unwrap();
     std::fs::create_dir_all(good.join(".claude")).unwrap();
-    std::fs::write(good.join(".claude/.tmp-cli"), "cli state").unwrap();
+    std::fs::write(good.join(".claude/.tmp-metadata.json"), "cli state").unwrap();
     let metadata_bytes = std::fs::read(good.join("metadata.json")).unwrap();
     let persona_bytes = std::fs::read(good.join("persona.json")).unwrap();
 
     let app = TestApp::spawn(&dirs).await;
 
+    // Only garbage: a sweep removes it once the service is up, without holding it.
     let good = app.session_dir("good");
+    let expected = [
+        ".claude",
+        ".tmp-settings.json.42",
+        "metadata.json",
+        "persona.json",
+    ];
+    let swept = eventually(|| dir_names(&good) == expected).await;
+    assert!(swept, "left after the sweep: {:?}", dir_names(&good));
     assert_eq!(
-        dir_names(&good),
-        [".claude", "metadata.json", "persona.json"]
+        std::fs::read_to_string(outside.path().join("kept")).unwrap(),
+        "outside"
     );
     assert_eq!(
-        std::fs::read_to_string(good.join(".claude/.tmp-cli")).unwrap(),
+        std::fs::read_to_string(good.join(".tmp-settings.json.42")).unwrap(),
+        "cli temp"
+    );
+    assert_eq!(
+        std::fs::read_to_string(good.join(".claude/.tmp-metadata.json")).unwrap(),
         "cli state"
     );
     assert_eq!(
@@ -690,6 +714,42 @@ async fn stray_temporary_entries_inside_a_session_are_removed_on_start() {
         persona_bytes
     );
     assert_only_good_is_served(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_persona_replacement_is_settled_before_the_session_is_served() {
+    let dirs = Dirs::new();
+    let sessions = dirs.sessions();
+    let at = "2025-03-01T08:00:00+00:00";
+    let staged: Value = serde_json::from_str(&shipped_persona_text("planner")).unwrap();
+    // Committed: the metadata already says "custom"; the staged persona is moved in.
+    let mut committed = python_metadata("committed", at, at, "idle");
+    committed["persona"] = json!("custom");
+    write_python_session(&sessions, "committed", &committed);
+    write_python_json(&sessions.join("committed/.pending-persona.json"), &staged);
+    // Not committed: the metadata names a persona of the library; the staged one goes.
+    let uncommitted = python_metadata("uncommitted", at, at, "idle");
+    write_python_session(&sessions, "uncommitted", &uncommitted);
+    let before = std::fs::read(sessions.join("uncommitted/persona.json")).unwrap();
+    write_python_json(&sessions.join("uncommitted/.pending-persona.json"), &staged);
+
+    let app = TestApp::spawn(&dirs).await;
+
+    assert_eq!(app.get_ok("/sessions/committed/persona").await, staged);
+    assert_eq!(
+        dir_names(&app.session_dir("committed")),
+        ["metadata.json", "persona.json"]
+    );
+    assert_eq!(
+        std::fs::read(app.session_dir("uncommitted").join("persona.json")).unwrap(),
+        before
+    );
+    assert_eq!(
+        dir_names(&app.session_dir("uncommitted")),
+        ["metadata.json", "persona.json"]
+    );
+    assert_eq!(app.health().await["skipped"], json!([]));
     app.stop().await;
 }
 

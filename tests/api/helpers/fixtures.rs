@@ -21,6 +21,19 @@ pub fn custom_persona() -> Value {
     })
 }
 
+/// Waits until `done` holds, checking every few milliseconds, for at most 10 seconds;
+/// says whether it came to hold. For what the service does in the background.
+pub async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    true
+}
+
 /// The names in a directory, sorted.
 pub fn dir_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

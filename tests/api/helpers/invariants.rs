@@ -111,6 +111,8 @@ pub async fn check_store(
     };
     seen.current = current.clone();
 
+    // Temp files inside session directories are removed by a sweep after start-up.
+    super::fixtures::eventually(|| temp_entries(sessions_dir).is_empty()).await;
     for temp in temp_entries(sessions_dir) {
         fail(format!("a temporary entry is left: {}", temp.display()));
     }
