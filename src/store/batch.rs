@@ -8,12 +8,15 @@
 //! The batch's members run one after the other, in memory, each seeing the state the
 //! ones before it left (so a reply, and an If-Match, are what they would be one by one),
 //! each staging its changes at a version of its own. Their files are written at the
-//! end, once each in their final state: first the pointer, the commit point of any
-//! switch among them, then every `metadata.json` at once, each on its own thread, so
-//! their fsyncs overlap. Only then is the batch published (its changes announced in
-//! order) and every member answered; when a file of the batch cannot be written, no
-//! member is acknowledged, nothing of the batch is published, and the index is read
-//! again from the disk.
+//! end, once each in their final state, in parallel on a few threads the store keeps
+//! for it, so that their fsyncs overlap. A batch that leaves the pointer alone writes
+//! each `metadata.json` from start to end independently of the others; one that changes
+//! it makes every file's new copy durable first, then renames the pointer into place,
+//! the commit point of any switch among them, and only then every `metadata.json`.
+//! Either way, every file is durable, and its directory too, before the batch is
+//! published (its changes announced in order) and any member answered; when a file of
+//! the batch cannot be written, no member is acknowledged, nothing of the batch is
+//! published, and the index is read again from the disk.
 //!
 //! The pointer a batch writes names as `previous` the session that was current on
 //! disk before it: a crash after the pointer and before the metadata leaves a switch
@@ -23,8 +26,8 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, mpsc};
 
 use super::Store;
 use super::bounded::Gate;
@@ -44,6 +47,8 @@ pub(super) struct Batches {
     ended: Condvar,
     /// Notified when a write joins the queue, for a leader that lingers.
     joined: Condvar,
+    /// The threads that write a batch's files.
+    workers: OnceLock<Workers>,
 }
 
 #[derive(Default)]
@@ -166,7 +171,7 @@ impl Store {
                     let tx = shared.begin();
                     let queued = batches.gather();
                     let members = queued.len();
-                    commit(tx, queued);
+                    commit(tx, queued, batches.workers.get_or_init(Workers::start));
                     let mut pending = lock(&batches.pending);
                     pending.concurrency = members + pending.queue.len();
                 }
@@ -213,7 +218,7 @@ impl Drop for Turn<'_> {
 
 /// Commits `queued` in `tx`: every member whose caller still waits runs, the batch's
 /// files are written, and each member is answered.
-fn commit(mut tx: Tx<'_>, queued: Vec<Queued>) {
+fn commit(mut tx: Tx<'_>, queued: Vec<Queued>, workers: &Workers) {
     let mut members = Vec::with_capacity(queued.len());
     for queued in queued {
         match queued.gate.enter() {
@@ -240,7 +245,7 @@ fn commit(mut tx: Tx<'_>, queued: Vec<Queued>) {
                 tx.next_member();
                 problem = queued.member.run(&mut tx).or(problem);
             }
-            let flushed = tx.flush();
+            let flushed = tx.flush(workers);
             if flushed.is_err() {
                 // None of it is acknowledged, so none of it is published: the resync
                 // below publishes what did reach the disk.
@@ -267,96 +272,169 @@ fn commit(mut tx: Tx<'_>, queued: Vec<Queued>) {
 }
 
 impl Tx<'_> {
-    /// Writes what the batch deferred, in three rounds, each waiting for the one before:
-    /// every file's temp copy written and fsynced at once; then the pointer renamed into
-    /// place and its directory fsynced (the commit point of any switch in the batch);
-    /// then every `metadata.json` renamed into place and its directory fsynced, at once.
-    fn flush(&mut self) -> Result<(), StoreError> {
+    /// Writes what the batch deferred on the batch's workers, so that their fsyncs
+    /// overlap. Without a pointer change, each `metadata.json` goes its own way: its temp
+    /// copy written and fsynced, renamed into place, its directory fsynced. With one, in
+    /// three rounds, each waiting for the one before: every file's temp copy written and
+    /// fsynced; then the pointer renamed into place and its directory fsynced (the commit
+    /// point of any switch in the batch); then every `metadata.json` renamed into place
+    /// and its directory fsynced.
+    fn flush(&mut self, workers: &Workers) -> Result<(), StoreError> {
         let Some(deferred) = self.deferred.take() else {
             return Ok(());
         };
-        let pointer = deferred.pointer.then(|| self.pointer());
-        let pointer_bytes = pointer.as_ref().map(fsio::to_json_bytes).transpose()?;
-        let root = self.root().fd();
-        let mut files: Vec<(BorrowedFd<'_>, &str, &[u8])> = deferred
+        let files: Vec<(Arc<OwnedFd>, Vec<u8>)> = deferred
             .files
-            .values()
-            .map(|(dir, bytes)| (dir.as_fd(), METADATA_FILE, bytes.as_slice()))
+            .into_values()
+            .map(|(dir, bytes)| (Arc::new(dir), bytes))
             .collect();
-        if let Some(bytes) = &pointer_bytes {
-            files.insert(0, (root, CURRENT_FILE, bytes));
+        if !deferred.pointer {
+            let chains = files
+                .into_iter()
+                .map(|(dir, bytes)| -> Job<()> {
+                    Box::new(move || {
+                        let temp = fsio::prepare_replace_at(dir.as_fd(), METADATA_FILE, &bytes)?;
+                        fsio::commit_replace_at(dir.as_fd(), &temp, METADATA_FILE)
+                    })
+                })
+                .collect();
+            workers
+                .run(chains)
+                .into_iter()
+                .collect::<io::Result<()>>()?;
+            return Ok(());
         }
-        let prepared = on_threads(&files, |(dir, name, bytes)| {
-            fsio::prepare_replace_at(*dir, name, bytes)
-        });
+        let pointer = self.pointer();
+        let pointer_bytes = fsio::to_json_bytes(&pointer)?;
+        let root = Arc::new(self.root().fd().try_clone_to_owned()?);
+        let mut files: Vec<(Arc<OwnedFd>, &'static str, Vec<u8>)> = files
+            .into_iter()
+            .map(|(dir, bytes)| (dir, METADATA_FILE, bytes))
+            .collect();
+        files.insert(0, (root, CURRENT_FILE, pointer_bytes));
+        let prepares = files
+            .iter()
+            .map(|(dir, name, bytes)| -> Job<String> {
+                let (dir, name, bytes) = (dir.clone(), *name, bytes.clone());
+                Box::new(move || fsio::prepare_replace_at(dir.as_fd(), name, &bytes))
+            })
+            .collect();
+        let prepared = workers.run(prepares);
         let mut temps = Vec::with_capacity(files.len());
         let mut failed = None;
-        for (file, temp) in files.iter().zip(prepared) {
+        for ((dir, name, _), temp) in files.into_iter().zip(prepared) {
             match temp {
-                Ok(temp) => temps.push((file.0, file.1, temp)),
+                Ok(temp) => temps.push((dir, name, temp)),
                 Err(e) => failed = failed.or(Some(e)),
             }
         }
-        let discard = |temps: &[(BorrowedFd<'_>, &str, String)]| {
+        let discard = |temps: &[(Arc<OwnedFd>, &str, String)]| {
             for (dir, _, temp) in temps {
-                fsio::discard_at(*dir, temp);
+                fsio::discard_at(dir.as_fd(), temp);
             }
         };
         if let Some(e) = failed {
             discard(&temps);
             return Err(e.into());
         }
-        let mut temps = temps.as_slice();
-        if let Some(since) = pointer.as_ref().map(|p| p.since) {
-            let ((dir, name, temp), rest) = temps.split_first().expect("the pointer's temp");
-            temps = rest;
-            if let Err(e) = fsio::commit_replace_at(*dir, temp, name) {
-                discard(temps);
-                return Err(e.into());
-            }
-            if since.is_some()
-                && let Err(e) = failpoint::hit(Step::SwitchHalfway)
-            {
-                discard(temps);
-                return Err(e.into());
-            }
+        let (dir, name, temp) = temps.remove(0);
+        if let Err(e) = fsio::commit_replace_at(dir.as_fd(), &temp, name) {
+            discard(&temps);
+            return Err(e.into());
         }
-        let committed = on_threads(temps, |(dir, name, temp)| {
-            fsio::commit_replace_at(*dir, temp, name)
-        });
-        committed.into_iter().collect::<io::Result<()>>()?;
+        if pointer.since.is_some()
+            && let Err(e) = failpoint::hit(Step::SwitchHalfway)
+        {
+            discard(&temps);
+            return Err(e.into());
+        }
+        let commits = temps
+            .into_iter()
+            .map(|(dir, name, temp)| -> Job<()> {
+                Box::new(move || fsio::commit_replace_at(dir.as_fd(), &temp, name))
+            })
+            .collect();
+        workers
+            .run(commits)
+            .into_iter()
+            .collect::<io::Result<()>>()?;
         Ok(())
     }
 }
 
-/// `f` of each item, each on a thread of its own (the first on this one), so that their
-/// fsyncs overlap; when no thread can be had, in turn here.
-fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let Some((first, rest)) = items.split_first() else {
-        return Vec::new();
-    };
-    let f = &f;
-    std::thread::scope(|scope| {
-        let threads: Vec<_> = rest
-            .iter()
-            .map(|item| {
-                std::thread::Builder::new()
-                    .name("store-write".into())
-                    .spawn_scoped(scope, move || f(item))
-                    .map_err(|_| item)
-            })
-            .collect();
-        let mut results = vec![f(first)];
-        for thread in threads {
-            results.push(match thread {
-                Ok(handle) => handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                Err(item) => f(item),
-            });
+/// A file write for the batch's workers.
+type Job<T> = Box<dyn FnOnce() -> io::Result<T> + Send>;
+
+/// A few threads, started once a store first commits a batch, that write a batch's
+/// files in parallel, so that their fsyncs overlap. They end with the store.
+struct Workers {
+    jobs: Option<mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+}
+
+/// How many files of a batch are written at once, besides the one its leader writes.
+const WORKERS: usize = 4;
+
+impl Workers {
+    fn start() -> Workers {
+        let (jobs, queue) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let queue = Arc::new(Mutex::new(queue));
+        let mut started = 0;
+        for _ in 0..WORKERS {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name("store-write".into())
+                .spawn(move || {
+                    loop {
+                        let job = lock(&queue).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            started += usize::from(spawned.is_ok());
         }
-        results
-    })
+        // When no thread could be had, the leader writes every file in turn itself.
+        Workers {
+            jobs: (started > 0).then_some(jobs),
+        }
+    }
+
+    /// Runs every job, the first on this thread and the others on the workers, and
+    /// returns their results in order once all are done. A job that panics fails.
+    fn run<T: Send + 'static>(&self, jobs: Vec<Job<T>>) -> Vec<io::Result<T>> {
+        let count = jobs.len();
+        let (done, results) = mpsc::channel();
+        let mut jobs = jobs.into_iter().enumerate();
+        let here = jobs.next();
+        for (i, job) in jobs {
+            let done = done.clone();
+            let wrapped: Box<dyn FnOnce() + Send> = Box::new(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                    .unwrap_or_else(|_| Err(io::Error::other("a store write panicked")));
+                let _ = done.send((i, result));
+            });
+            match &self.jobs {
+                Some(jobs) => {
+                    if let Err(mpsc::SendError(wrapped)) = jobs.send(wrapped) {
+                        wrapped();
+                    }
+                }
+                None => wrapped(),
+            }
+        }
+        let mut out: Vec<Option<io::Result<T>>> = (0..count).map(|_| None).collect();
+        if let Some((i, job)) = here {
+            out[i] = Some(job());
+        }
+        drop(done);
+        for (i, result) in results.iter() {
+            out[i] = Some(result);
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(io::Error::other("a store write was lost"))))
+            .collect()
+    }
 }
 
 /// The batch's failure, for each of its members.

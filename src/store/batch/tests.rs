@@ -309,3 +309,40 @@ fn a_queued_write_whose_caller_gave_up_never_starts() {
         .collect();
     assert_eq!(announced, ["+0 Updated a"]);
 }
+
+#[test]
+fn the_workers_answer_each_job_in_order_and_a_job_that_panics_fails_alone() {
+    let workers = super::Workers::start();
+    for _ in 0..3 {
+        let jobs: Vec<super::Job<usize>> = (0..7)
+            .map(|i| -> super::Job<usize> {
+                Box::new(move || match i {
+                    4 => panic!("job {i} panics"),
+                    5 => Err(std::io::Error::other("job 5 fails")),
+                    _ => Ok(i * 10),
+                })
+            })
+            .collect();
+        let results: Vec<String> = workers
+            .run(jobs)
+            .into_iter()
+            .map(|r| match r {
+                Ok(n) => n.to_string(),
+                Err(e) => e.to_string(),
+            })
+            .collect();
+        assert_eq!(
+            results,
+            [
+                "0",
+                "10",
+                "20",
+                "30",
+                "a store write panicked",
+                "job 5 fails",
+                "60"
+            ]
+        );
+    }
+    assert!(workers.run(Vec::<super::Job<()>>::new()).is_empty());
+}
