@@ -59,9 +59,13 @@ impl Liveness {
 /// uptime of 10 ms resolution, so a start a little after the record is the same start.
 const SLACK: Duration = Duration::from_millis(50);
 
-/// The most processes whose verdict is kept (see [`Probe`]); past that, the verdicts
-/// start over.
-const KNOWN: usize = 4096;
+/// The most processes whose verdict is kept (see [`Probe`]): more than the sessions of
+/// a large store have pids; past that, the verdicts start over.
+const KNOWN: usize = 1 << 18;
+
+/// The most processes held by a pidfd at once (each is a descriptor); past that, a
+/// process found alive is checked in `/proc` each time.
+const HELD: usize = 1024;
 
 /// Checks processes against `/proc` (or answers `Unknown` for all, when off).
 ///
@@ -74,11 +78,18 @@ const KNOWN: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct Probe {
     proc: Option<&'static Path>,
-    known: Arc<Mutex<HashMap<Recorded, Known>>>,
+    known: Arc<Mutex<Verdicts>>,
 }
 
 /// A recorded process: its pid, and when it was recorded (unknown for an older writer).
 type Recorded = (i64, Option<Timestamp>);
+
+/// The verdicts kept, and how many of them hold a pidfd.
+#[derive(Debug, Default)]
+struct Verdicts {
+    verdicts: HashMap<Recorded, Known>,
+    held: usize,
+}
 
 /// What was found of a recorded process.
 #[derive(Debug)]
@@ -113,16 +124,18 @@ impl Probe {
         };
         let key = (pid, recorded);
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        match known.get(&key) {
+        match known.verdicts.get(&key) {
             Some(Known::Gone) => return Liveness::Gone,
             Some(Known::Held(pidfd)) if ended(pidfd) => {
-                known.insert(key, Known::Gone);
+                known.verdicts.insert(key, Known::Gone);
+                known.held -= 1;
                 return Liveness::Gone;
             }
             Some(Known::Held(_)) => return Liveness::Alive,
             None => {}
         }
         let found = match check_proc(proc, pid, recorded) {
+            Liveness::Alive if known.held >= HELD => return Liveness::Alive,
             Liveness::Alive => match hold(pid) {
                 // Held first, then checked again: the pidfd names the process whose
                 // start the second check read, not one that took the pid meanwhile.
@@ -137,14 +150,18 @@ impl Probe {
             Liveness::Gone => Known::Gone,
             other => return other,
         };
-        if known.len() >= KNOWN {
-            known.clear();
+        if known.verdicts.len() >= KNOWN {
+            known.verdicts.clear();
+            known.held = 0;
         }
         let liveness = match found {
             Known::Gone => Liveness::Gone,
-            Known::Held(_) => Liveness::Alive,
+            Known::Held(_) => {
+                known.held += 1;
+                Liveness::Alive
+            }
         };
-        known.insert(key, found);
+        known.verdicts.insert(key, found);
         liveness
     }
 }
@@ -271,5 +288,22 @@ mod tests {
             assert_eq!(probe.check(pid, recorded), Liveness::Gone, "reaped: {reap}");
             child.wait().unwrap();
         }
+    }
+
+    /// The verdicts of a large store's processes are all kept: a list of 100,000
+    /// sessions with 10,000 pids checks each of them, and a verdict dropped is a read
+    /// of `/proc` on every list.
+    #[test]
+    fn the_verdicts_of_ten_thousand_ended_processes_are_all_kept() {
+        let probe = Probe::new(true);
+        let recorded = Some(Timestamp::now());
+        // Above the kernel's largest pid: no such process, ever.
+        let pids = (1..=10_000).map(|i| Some((1_i64 << 22) + 1 + i));
+        for pid in pids.clone() {
+            assert_eq!(probe.check(pid, recorded), Liveness::Gone);
+        }
+        let known = probe.known.lock().unwrap();
+        assert_eq!(known.verdicts.len(), 10_000);
+        assert_eq!(known.held, 0);
     }
 }
