@@ -2,6 +2,7 @@
 //! `process` and `idle_seconds` ([`SessionJson`]) — and the filters of `GET /sessions`
 //! ([`Filter`]; its cached body is `list_cache`'s).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -87,11 +88,15 @@ impl SessionJson {
         let stored = self.entry.rendered.get_or_init(|| self.render_stored());
         out.reserve(stored.len() + 48);
         out.extend_from_slice(stored);
-        out.extend_from_slice(b",\"process\":\"");
-        out.extend_from_slice(self.process.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"idle_seconds\":");
-        out.extend_from_slice(self.idle_seconds.to_string().as_bytes());
-        out.push(b'}');
+        out.extend_from_slice(PROCESS_KEY);
+        // Neither part needs escaping: a word of ours, and a number.
+        write!(
+            out,
+            "\"{}\",\"idle_seconds\":{}}}",
+            self.process.as_str(),
+            self.idle_seconds
+        )
+        .expect("writing to a Vec cannot fail");
     }
 
     /// The serialised form cut just before `"process"`, the first computed field that
