@@ -106,13 +106,13 @@ pub(super) fn scan(root: &Root, pass: Pass) -> Result<Scan, StoreError> {
 
 /// The buffer a scan thread lists session directories with: a few entries fit many
 /// times over, and a directory with more takes more than one `getdents`.
-const LISTING_BUFFER: usize = 8 * 1024;
+pub(super) const LISTING_BUFFER: usize = 8 * 1024;
 
 /// What a session directory holds besides its files: what an interrupted write left.
 #[derive(Default)]
-struct Leftovers {
+pub(super) struct Leftovers {
     /// This service's temp files (a rewrite interrupted inside the session).
-    temps: Vec<String>,
+    pub temps: Vec<String>,
     /// A persona replacement that did not finish (`Tx::replace_persona`).
     pending_persona: bool,
     /// A restore that did not finish (`archive::finish_restore`).
@@ -140,8 +140,11 @@ impl Leftovers {
     }
 
     /// While serving, under the writer lock: everything, temp files included, from one
-    /// listing.
-    fn listed(dir: BorrowedFd<'_>, buf: &mut [std::mem::MaybeUninit<u8>]) -> Result<Self, String> {
+    /// listing (also the sweep's, [`super::sweep`]).
+    pub(super) fn listed(
+        dir: BorrowedFd<'_>,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Result<Self, String> {
         let mut left = Self::default();
         fsio::each_entry(dir, buf, |entry| {
             let Ok(entry) = std::str::from_utf8(entry) else {
@@ -211,7 +214,7 @@ pub(super) fn remove_temps(dir: BorrowedFd<'_>, file_name: &str, temps: &[String
 
 /// Whether `entry`, in a session directory, is a temp file this service writes there
 /// (the session directory is shared with the CLI, whose entries are never touched).
-pub(super) fn is_own_temp(entry: &str) -> bool {
+fn is_own_temp(entry: &str) -> bool {
     entry.strip_prefix(fsio::TEMP_PREFIX).is_some_and(|rest| {
         [METADATA_FILE, PERSONA_FILE, PENDING_PERSONA_FILE]
             .iter()

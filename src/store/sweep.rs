@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::sync::{Arc, Weak};
 
 use super::fsio::{self, Refusal};
-use super::recover::{is_own_temp, remove_temps};
+use super::recover::{LISTING_BUFFER, Leftovers, remove_temps};
 use super::tx::Shared;
 use crate::model::SessionName;
 
@@ -36,8 +36,7 @@ pub(super) fn start(shared: &Arc<Shared>) {
 
 /// Sweeps the directories of `names`, the sessions served at start.
 fn sweep(shared: &Weak<Shared>, names: &[SessionName]) {
-    let mut buf = vec![std::mem::MaybeUninit::uninit(); 8 * 1024];
-    let mut temps = Vec::new();
+    let mut buf = vec![std::mem::MaybeUninit::uninit(); LISTING_BUFFER];
     for chunk in names.chunks(CHUNK) {
         let Some(shared) = shared.upgrade() else {
             return;
@@ -60,16 +59,10 @@ fn sweep(shared: &Weak<Shared>, names: &[SessionName]) {
                     continue;
                 }
             };
-            temps.clear();
-            let listed = fsio::each_entry(dir.as_fd(), &mut buf, |entry| {
-                if let Some(entry) = std::str::from_utf8(entry).ok().filter(|e| is_own_temp(e)) {
-                    temps.push(entry.to_owned());
-                }
-            });
-            match listed {
-                Ok(()) => remove_temps(dir.as_fd(), name.as_str(), &temps),
-                Err(e) => {
-                    tracing::warn!(session = %name, error = %e, "cannot sweep the session directory")
+            match Leftovers::listed(dir.as_fd(), &mut buf) {
+                Ok(left) => remove_temps(dir.as_fd(), name.as_str(), &left.temps),
+                Err(reason) => {
+                    tracing::warn!(session = %name, %reason, "cannot sweep the session directory")
                 }
             }
         }
