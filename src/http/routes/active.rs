@@ -79,3 +79,39 @@ pub async fn clear(
     let switched = state.store.clear_current(if_match).await?;
     Ok(tagged(current(&state).1, switched))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Metadata, Timestamp};
+    use crate::process::Probe;
+    use crate::store::{Entry, Version};
+
+    /// The bytes `GET /sessions/active` copies are the ones serde writes, with a current
+    /// session and without.
+    #[test]
+    fn the_copied_form_is_the_serialised_form() {
+        let name = SessionName::parse("homelab").unwrap();
+        let created = Timestamp::from_micros(1_700_000_000_000_000).unwrap();
+        let entry = Arc::new(Entry::new(
+            Metadata::new(name.clone(), None, created),
+            Version { epoch: 1, seq: 2 },
+        ));
+        let session = SessionJson::under(Path::new("/srv/sessions"), &Probe::new(true), entry);
+        for current in [
+            Current {
+                active: Some(name),
+                session: Some(session),
+            },
+            Current {
+                active: None,
+                session: None,
+            },
+        ] {
+            assert_eq!(current.to_json(), serde_json::to_vec(&current).unwrap());
+        }
+    }
+}
